@@ -1,0 +1,5 @@
+import sys
+
+from metalearning.cli import main
+
+sys.exit(main())

@@ -1,0 +1,38 @@
+"""Checkpoint files: meta-parameters, optimiser state and the config that built them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metalearning.core.algorithms import MetaParams
+
+
+def save_checkpoint(path: Path, *, meta_params: MetaParams, optimizer: torch.optim.Optimizer,
+                    iteration: int, **extra: Any) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a torn checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "meta_params": {g: {k: p.detach().clone() for k, p in ps.items()} for g, ps in meta_params.items()},
+        "optimizer": optimizer.state_dict(),
+        "iteration": iteration,
+        **extra,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain containers only, no pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt files
+        raise ValueError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
