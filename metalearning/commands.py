@@ -102,6 +102,17 @@ def qualitative_example(trainer: MetaTrainer, meta_params, block: dict, points: 
             "inner_steps": algo.eval_inner_steps}
 
 
+def describe(trainer: MetaTrainer, ckpt: dict) -> dict:
+    """What the report needs to place a result: algorithm, training shots, budget, test steps."""
+    algo = trainer.algorithm
+    name = type(algo).__name__
+    if getattr(algo, "first_order", False):
+        name = "FOMAML"
+    return {"algorithm": name, "train_shots": trainer.tasks.support_size,
+            "meta_iterations": ckpt["iteration"], "meta_batch_size": trainer.meta_batch_size,
+            "inner_steps": algo.inner_steps, "eval_inner_steps": algo.eval_inner_steps, "seed": ckpt["seed"]}
+
+
 def test(checkpoint: Path, test_set: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR,
          curve_steps: int = 10) -> dict:
     """Meta-test ``checkpoint`` on a fixed sine meta-test set; writes ``metrics.json`` etc. to ``out_dir``."""
@@ -116,12 +127,12 @@ def test(checkpoint: Path, test_set: Path, *, out_dir: Path, runs_dir: Path = DE
                  for k, block in sorted(data["shots"].items())}
         summary = {name: {"mse": v["mse"], "ci95": v["ci95"]} for name, v in per_k.items()}
         write_json(Path(out_dir) / "metrics.json", {**summary, "inner_steps": trainer.algorithm.eval_inner_steps})
-        write_json(Path(out_dir) / "curves.json", per_k)
+        write_json(Path(out_dir) / "curves.json", {"setting": describe(trainer, ckpt), "shots": per_k})
         smallest = min(data["shots"])
         write_json(Path(out_dir) / "qualitative.json",
                    qualitative_example(trainer, ckpt["meta_params"], data["shots"][smallest]))
         for name in ("metrics.json", "curves.json", "qualitative.json"):
-            run.add_artifact(str(Path(out_dir) / name))
+            run.add_artifact(str(Path(out_dir) / name), name=f"meta_test_{name}")
         return {f"{name}_{stat}": v for name, stats in summary.items() for stat, v in stats.items()}
 
     result, _ = recorded_run("meta-test", body, config=config, runs_dir=runs_dir)

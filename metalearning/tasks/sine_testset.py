@@ -22,14 +22,16 @@ def build_meta_test_set(tasks: SineTasks, *, shots: Sequence[int], curves: int, 
                         seed: int) -> dict:
     """Sample the meta-test set; ``tasks`` supplies p(T), the input range and the query grid.
 
+    The same ``curves`` are used for every K, so the testing-shot columns are comparable.
+
     Returns:
         ``{"version", "seed", "shots": {K: {"curves": [C,3], "support_x": [C,R,K,1],
         "support_y", "query_x": [C,Q,1], "query_y"}}}`` (float64 tensors; curves as A, ω, b).
     """
     generator = torch.Generator().manual_seed(seed)
     out: dict = {"version": FORMAT_VERSION, "seed": seed, "shots": {}}
+    c = tasks.curves(curves, generator)
     for k in shots:
-        c = tasks.curves(curves, generator)
         xs = tasks.inputs(curves, repeats * k, generator).view(curves, repeats, k, 1)
         xq = tasks.grid(curves, tasks.query_size)
         out["shots"][int(k)] = {

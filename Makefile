@@ -1,0 +1,35 @@
+# make repro: build the locked environment, then run the whole DVC pipeline (cpu profile).
+# make test:  build the same environment, then run the test suite.
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-from-lock
+
+.PHONY: env repro test test-slow bench lock clean-env
+
+env: $(STAMP)
+
+$(STAMP): environment.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r environment.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+repro: env
+	PATH="$(BIN):$$PATH" dvc repro
+
+test: env
+	$(BIN)/python -m pytest
+
+test-slow: env
+	$(BIN)/python -m pytest -m slow
+
+bench: env
+	$(BIN)/python -m metalearning bench
+
+# Re-resolve environment.lock from requirements.in (needs pip-tools; exact versions + sha256).
+lock:
+	pip-compile --generate-hashes --no-emit-find-links --no-emit-index-url --allow-unsafe \
+		--strip-extras requirements.in -o environment.lock
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,45 @@
+"""params.yaml → gin bindings: the knobs DVC tracks (STYLE P6), templated into gin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping at top level")
+    return params
+
+
+def _get(params: dict, dotted: str, origin: Path) -> Any:
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"{origin}: missing key {dotted!r}")
+        node = node[part]
+    return node
+
+
+def active_profile(params: dict, origin: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The section of ``profiles`` named by ``profile`` (``cpu`` or ``paper``)."""
+    name = _get(params, "profile", origin)
+    profiles = _get(params, "profiles", origin)
+    if name not in profiles:
+        raise KeyError(f"{origin}: profile {name!r} is not one of profiles {sorted(profiles)}")
+    return profiles[name]
+
+
+def sine_bindings(params: dict, origin: Path = DEFAULT_PARAMS) -> list[str]:
+    """Gin bindings the active profile imposes on every sine experiment."""
+    iterations = active_profile(params, origin).get("sine_meta_iterations")
+    return [] if iterations is None else [f"MetaTrainer.meta_iterations = {int(iterations)}"]

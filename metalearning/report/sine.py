@@ -1,0 +1,177 @@
+"""The sine report: tables next to the papers' numbers, learning curves, the qualitative figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on these machines
+import matplotlib.pyplot as plt  # noqa: E402
+
+from metalearning.metrics_io import read_json  # noqa: E402
+from metalearning.report.paper_values import MAML_TABLE2, METASGD_TABLE1  # noqa: E402
+
+
+def load_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
+    """Per experiment: meta-test curves/setting, qualitative data and the training curve rows."""
+    results = {}
+    for name in experiments:
+        curves = read_json(metrics_dir / name / "curves.json")
+        results[name] = {**curves, "qualitative": read_json(metrics_dir / name / "qualitative.json"),
+                         "learning_curve": _read_csv(models_dir / name / "learning_curve.csv")}
+    return results
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    import csv
+
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def _cell(ours: dict, paper: tuple[float, float] | None) -> str:
+    text = f"{ours['mse']:.2f} ± {ours['ci95']:.2f}"
+    return f"{text} ({paper[0]:.2f} ± {paper[1]:.2f})" if paper else f"{text} (—)"
+
+
+def table1(results: dict[str, dict]) -> str:
+    """Meta-SGD Table 1 layout: rows training shots × algorithm, columns testing shots."""
+    rows = []
+    for name, r in sorted(results.items(), key=lambda kv: (kv[1]["setting"]["train_shots"], kv[0])):
+        s = r["setting"]
+        if s["algorithm"] not in ("MAML", "MetaSGD", "FOMAML") or s["eval_inner_steps"] != 1:
+            continue
+        paper = METASGD_TABLE1.get((s["algorithm"], s["train_shots"]), {})
+        cells = [_cell(r["shots"][f"{k}shot"], paper.get(k)) for k in (5, 10, 20)]
+        rows.append(f"| {s['train_shots']}-shot | {s['algorithm']} | `{name}` | {s['meta_iterations']} | "
+                    + " | ".join(cells) + " |")
+    header = ("| training | algorithm | experiment | meta-iterations | 5-shot testing | 10-shot testing "
+              "| 20-shot testing |\n|---|---|---|---|---|---|---|")
+    return header + "\n" + "\n".join(rows)
+
+
+def maml_steps_table(results: dict[str, dict]) -> str:
+    """MAML's Table 2 row (5-shot MSE after 1/5/10 steps) next to our MAML runs' curves."""
+    rows = []
+    for name, r in sorted(results.items()):
+        if r["setting"]["algorithm"] != "MAML" or "5shot" not in r["shots"]:
+            continue
+        curve, ci = r["shots"]["5shot"]["curve_mse"], r["shots"]["5shot"]["curve_ci95"]
+        cells = [f"{curve[k]:.2f} ± {ci[k]:.2f} ({MAML_TABLE2[k]:.2f})" for k in (1, 5, 10)]
+        rows.append(f"| `{name}` | {r['setting']['train_shots']} | " + " | ".join(cells) + " |")
+    header = "| experiment | training shots | 1 step | 5 steps | 10 steps |\n|---|---|---|---|---|"
+    return header + "\n" + "\n".join(rows)
+
+
+def other_table(results: dict[str, dict]) -> str:
+    """Experiments without a published number (Reptile's sine result is a figure only)."""
+    rows = []
+    for name, r in sorted(results.items()):
+        s = r["setting"]
+        if s["algorithm"] != "Reptile":
+            continue
+        cells = [f"{v['mse']:.3f} ± {v['ci95']:.3f}" for _, v in sorted(r["shots"].items(), key=lambda kv: int(kv[0][:-4]))]
+        rows.append(f"| `{name}` | {s['algorithm']} | {s['eval_inner_steps']} | {s['meta_iterations']} | "
+                    + " | ".join(cells) + " |")
+    header = ("| experiment | algorithm | inner steps at test | meta-iterations | 5-shot | 10-shot | 20-shot |\n"
+              "|---|---|---|---|---|---|---|")
+    return header + "\n" + "\n".join(rows)
+
+
+def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, r in sorted(results.items()):
+        rows = r["learning_curve"]
+        ax.plot([row["iteration"] for row in rows], [row["meta_val.mse"] for row in rows], label=name)
+    ax.set(xlabel="meta-iteration", ylabel="validation MSE after adaptation", yscale="log",
+           title="Sine meta-training (100 fixed validation tasks)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_test_curves(results: dict[str, dict], path: Path, shots: str = "5shot") -> None:
+    """MSE against number of inner steps at meta-test (maml.md Figure 3)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, r in sorted(results.items()):
+        curve = r["shots"][shots]
+        steps = range(len(curve["curve_mse"]))
+        ax.errorbar(steps, curve["curve_mse"], yerr=curve["curve_ci95"], label=name, capsize=2, marker=".")
+    ax.set(xlabel="inner gradient steps at meta-test", ylabel=f"{shots} meta-test MSE", yscale="log",
+           title=f"Adaptation curve, {shots} (mean ± 95% CI over curves)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_qualitative(results: dict[str, dict], path: Path) -> None:
+    """True curve, K support points, prediction before and after adaptation (maml.md Fig. 2)."""
+    names = sorted(results)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        q = results[name]["qualitative"]
+        ax.plot(q["x"], q["true"], color="k", label="ground truth")
+        ax.plot(q["x"], q["before"], "--", color="tab:blue", label="pre-update")
+        ax.plot(q["x"], q["after"], color="tab:red", label=f"after {q['inner_steps']} step(s)")
+        ax.scatter(q["support_x"], q["support_y"], color="tab:purple", zorder=3, label="support points")
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, dict], out_dir: Path, *, profile: str, params_note: str,
+                 meta_test: dict) -> Path:
+    """Write the PNGs and ``README.md`` linking them; returns the page's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_learning_curves(results, out_dir / "learning_curves.png")
+    plot_test_curves(results, out_dir / "test_curves.png")
+    plot_qualitative(results, out_dir / "qualitative.png")
+    page = out_dir / "README.md"
+    page.write_text(_page(results, profile=profile, params_note=params_note, meta_test=meta_test))
+    return page
+
+
+def _page(results: dict[str, dict], *, profile: str, params_note: str, meta_test: dict) -> str:
+    return f"""# Sine regression: meta-test results
+
+Generated by the `report` stage of `dvc.yaml` (profile **{profile}**). {params_note}
+Every number is the meta-test MSE ± 95% confidence interval over {meta_test['curves']} fixed sine
+curves, each the mean over {meta_test['repeats']} draws of the K support points, scored on evenly spaced
+query points (meta-sgd.md §4.1: 100 curves, 100 draws, 100 points; Reptile's family: 50 points); the
+meta-test sets (seed {meta_test['seed']}) are written once by the `split_sine` stage and shared by
+all algorithms. Paper values in parentheses; "—" where the paper has none. Batch norm: not used
+(the sine learner is an MLP without normalisation).
+
+## Meta-SGD Table 1 setting (ω ∈ [0.8, 1.2], one inner step)
+
+{table1(results)}
+
+## MAML Table 2: 5-shot MSE after 1 / 5 / 10 inner steps
+
+The paper's numbers are for MAML's own family (ω = 1, trained with K = 10, batch not stated);
+ours are the MAML runs above on the Meta-SGD family, evaluated with more steps than trained.
+
+{maml_steps_table(results)}
+
+## Reptile (reptile.md §4: b ∈ [0, 2π], loss on 50 grid points)
+
+{other_table(results)}
+
+## Plots
+
+- Learning curves (validation MSE during meta-training): ![learning curves](learning_curves.png)
+- Meta-test MSE against inner steps, 5-shot: ![test curves](test_curves.png)
+- One 5-shot task per experiment (the papers' qualitative figure): ![qualitative](qualitative.png)
+"""
