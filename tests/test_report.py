@@ -1,0 +1,52 @@
+"""The sine report: tables put our numbers beside the papers', plots are written."""
+
+import pytest
+
+from metalearning.report.paper_values import METASGD_TABLE1
+from metalearning.report.sine import maml_steps_table, table1, write_report
+
+
+def _result(algorithm, train_shots, eval_steps=1, base=1.0):
+    shots = {}
+    for k in (5, 10, 20):
+        curve = [base * 4 / (1 + s) for s in range(11)]
+        shots[f"{k}shot"] = {"mse": curve[eval_steps], "ci95": 0.1, "curve_mse": curve, "curve_ci95": [0.1] * 11}
+    return {
+        "setting": {"algorithm": algorithm, "train_shots": train_shots, "meta_iterations": 100,
+                    "eval_inner_steps": eval_steps, "meta_batch_size": 4, "inner_steps": 1, "seed": 0},
+        "shots": shots,
+        "qualitative": {"x": [0.0, 1.0], "true": [0.0, 1.0], "before": [0.0, 0.0], "after": [0.1, 0.9],
+                        "support_x": [0.5], "support_y": [0.5], "inner_steps": eval_steps},
+        "learning_curve": [{"iteration": 1.0, "meta_val.mse": 3.0}, {"iteration": 2.0, "meta_val.mse": 2.0}],
+    }
+
+
+@pytest.fixture
+def results():
+    return {"maml_sine_5shot": _result("MAML", 5), "metasgd_sine_10shot": _result("MetaSGD", 10, base=0.5),
+            "reptile_sine": _result("Reptile", 10, eval_steps=3)}
+
+
+def test_table1_pairs_each_run_with_its_paper_row(results):
+    table = table1(results)
+    maml_row = next(line for line in table.splitlines() if "maml_sine_5shot" in line)
+    paper = METASGD_TABLE1[("MAML", 5)][5]
+    assert f"2.00 ± 0.10 ({paper[0]:.2f} ± {paper[1]:.2f})" in maml_row
+    metasgd_row = next(line for line in table.splitlines() if "metasgd_sine_10shot" in line)
+    assert "(0.35 ± 0.06)" in metasgd_row  # 20-shot testing column of that paper row
+    assert "reptile_sine" not in table
+
+
+def test_maml_steps_table_reads_the_adaptation_curve(results):
+    row = next(line for line in maml_steps_table(results).splitlines() if "maml_sine_5shot" in line)
+    assert "2.00 ± 0.10 (0.67)" in row and "0.67 ± 0.10 (0.38)" in row
+
+
+def test_write_report_links_its_plots(results, tmp_path):
+    page = write_report(results, tmp_path, profile="cpu", params_note="Budget: test.",
+                        meta_test={"curves": 100, "repeats": 100, "seed": 1})
+    text = page.read_text()
+    for png in ("learning_curves.png", "test_curves.png", "qualitative.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+        assert f"({png})" in text
+    assert "Budget: test." in text and "profile **cpu**" in text
