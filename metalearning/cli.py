@@ -12,8 +12,16 @@ from metalearning.runs import DEFAULT_RUNS_DIR
 def _train(args) -> None:
     from metalearning import commands
 
-    result = commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out,
-                            runs_dir=args.runs_dir, progress=not args.quiet)
+    result = commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
+                            progress=not args.quiet, checkpoint_every=args.checkpoint_every)
+    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+
+
+def _resume(args) -> None:
+    from metalearning import commands
+
+    result = commands.resume(args.checkpoint, out_dir=args.out or args.checkpoint.parent, runs_dir=args.runs_dir,
+                             progress=not args.quiet, checkpoint_every=args.checkpoint_every)
     print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
 
 
@@ -51,7 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory (checkpoint, curves)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
     p.set_defaults(fn=_train)
+
+    p = sub.add_parser("resume", help="continue a killed/interrupted training run from its checkpoint")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: the checkpoint's)")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.set_defaults(fn=_resume)
 
     p = sub.add_parser("test", help="meta-test a checkpoint on a fixed meta-test set")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -83,4 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"metalearning {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:
+        print(f"metalearning {args.command}: run FAILED: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        print(f"metalearning {args.command}: INTERRUPTED ({err}); checkpoint written, "
+              "continue with `metalearning resume`", file=sys.stderr)
+        return 130
     return 0

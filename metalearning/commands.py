@@ -8,53 +8,88 @@ from typing import Sequence
 import gin
 import torch
 
-from metalearning.checkpoints import load_checkpoint, save_checkpoint
+from metalearning.checkpoints import load_checkpoint
 from metalearning.config import config_as_dict, load_config, load_config_text
 from metalearning.evaluation import adapted_query_losses, mean_ci95
 from metalearning.metrics_io import CurveRecorder, write_json
 from metalearning.runs import DEFAULT_RUNS_DIR, recorded_run
 from metalearning.tasks.sine import SineTasks
 from metalearning.tasks.sine_testset import as_tasks, build_meta_test_set, load_meta_test_set, save_meta_test_set
-from metalearning.training import MetaTrainer, meta_train
+from metalearning.training import CheckpointPolicy, MetaTrainer, init_state, meta_train, save_state
 
 VAL_TASKS = 100
 VAL_SEED_OFFSET = 1_000_003  # validation tasks come from a stream disjoint from training's
 
 
 def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: int, out_dir: Path,
-          runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True) -> dict:
+          runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True, checkpoint_every: int = 1000) -> dict:
     """Meta-train the experiment described by ``config_files`` (+ ``bindings``) into ``out_dir``.
 
-    Writes ``checkpoint.pt``, ``config.gin`` (all bindings), ``operative_config.gin``,
-    ``learning_curve.csv`` and ``train_metrics.json``; records a Sacred run.
+    Writes ``checkpoint.pt`` (also every ``checkpoint_every`` iterations and on Ctrl-C),
+    ``config.gin`` (all bindings), ``operative_config.gin``, ``learning_curve.csv`` and
+    ``train_metrics.json``; records a Sacred run.
     """
-    out_dir = Path(out_dir)
     config_text = load_config(config_files, bindings)
     config = {"seed": seed, "gin_files": [str(f) for f in config_files], "gin_bindings": list(bindings),
-              "gin": config_as_dict()}
+              "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
+    return _record_training(config_text, config, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
+                            progress=progress, resume=None)
 
+
+def resume(checkpoint: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True,
+           checkpoint_every: int = 1000) -> dict:
+    """Continue a killed or interrupted run from ``checkpoint`` to the end of its budget.
+
+    The continuation is a new Sacred run linked to the old one by ``resumed_from`` (checkpoint
+    path and Sacred run id) and ``resumed_at_iteration``; its metrics start after that iteration.
+    On CPU the final parameters and metrics are bit-identical to an uninterrupted run.
+    """
+    saved = load_checkpoint(checkpoint)
+    if "training_state" not in saved:
+        raise ValueError(f"checkpoint {checkpoint} holds no training state to resume from")
+    load_config_text(saved["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
+    config = {"seed": saved["seed"], "resumed_from": {"checkpoint": str(checkpoint),
+                                                       "sacred_run_id": saved.get("sacred_run_id")},
+              "resumed_at_iteration": saved["iteration"], "checkpoint_every": checkpoint_every,
+              "gin": config_as_dict()}
+    return _record_training(saved["gin_config"], config, seed=saved["seed"], out_dir=Path(out_dir),
+                            runs_dir=runs_dir, progress=progress, resume=saved)
+
+
+def _record_training(config_text: str, config: dict, *, seed: int, out_dir: Path, runs_dir: Path,
+                     progress: bool, resume: dict | None) -> dict:
     def body(run) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.gin").write_text(config_text)
         run.add_artifact(str(out_dir / "config.gin"))
         torch.manual_seed(seed)
         trainer = MetaTrainer()
-        val_tasks = trainer.tasks.sample(VAL_TASKS, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        state = init_state(trainer, seed)
         curve = CurveRecorder(forward=run)
-        result = meta_train(trainer, seed=seed, sink=curve, val_tasks=val_tasks, progress=progress)
-        save_checkpoint(out_dir / "checkpoint.pt", meta_params=result.meta_params, optimizer=result.optimizer,
-                        iteration=result.iterations, gin_config=config_text, seed=seed)
-        (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
-        curve.write_csv(out_dir / "learning_curve.csv")
-        for name in ("operative_config.gin", "checkpoint.pt", "learning_curve.csv"):
-            run.add_artifact(str(out_dir / name))
-        metrics = {"final_meta_train_loss": result.final_meta_loss, "final_meta_val_mse": result.val_mse,
-                   "meta_iterations": result.iterations}
-        write_json(out_dir / "train_metrics.json", {**metrics, "sacred_run_id": run._id})
-        return metrics
+        if resume is not None:
+            state.load_state_dict(resume["training_state"] | {"meta_params": resume["meta_params"]})
+            curve.rows.update(resume["learning_curve"])
+        val_tasks = trainer.tasks.sample(VAL_TASKS, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        policy = CheckpointPolicy(out_dir / "checkpoint.pt", config["checkpoint_every"],
+                                  extra={"gin_config": config_text, "seed": seed, "sacred_run_id": run._id,
+                                         "learning_curve": curve.rows})  # live: saved as it grows
+        result = meta_train(trainer, state, sink=curve, val_tasks=val_tasks, checkpoint=policy, progress=progress)
+        save_state(policy, state)
+        return _write_training_outputs(run, out_dir, curve, result)
 
     result, _ = recorded_run("meta-train", body, config=config, runs_dir=runs_dir)
     return result
+
+
+def _write_training_outputs(run, out_dir: Path, curve: CurveRecorder, result) -> dict:
+    (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
+    curve.write_csv(out_dir / "learning_curve.csv")
+    for name in ("operative_config.gin", "checkpoint.pt", "learning_curve.csv"):
+        run.add_artifact(str(out_dir / name))
+    metrics = {"final_meta_train_loss": result.final_meta_loss, "final_meta_val_mse": result.val_mse,
+               "meta_iterations": result.iterations}
+    write_json(out_dir / "train_metrics.json", {**metrics, "sacred_run_id": run._id})
+    return metrics
 
 
 def split_sine(config_files: Sequence[Path], bindings: Sequence[str] = (), *, shots: Sequence[int],

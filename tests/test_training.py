@@ -8,7 +8,7 @@ import torch
 from metalearning.config import load_config
 from metalearning.metrics_io import CurveRecorder
 from metalearning.tasks.sine import SineTasks
-from metalearning.training import MetaTrainer, meta_train
+from metalearning.training import MetaTrainer, init_state, meta_train
 
 
 def _train(repo, experiment, iterations, seed, *extra):
@@ -18,7 +18,7 @@ def _train(repo, experiment, iterations, seed, *extra):
     trainer = MetaTrainer()
     val = trainer.tasks.sample(50, torch.Generator().manual_seed(99))
     curve = CurveRecorder()
-    result = meta_train(trainer, seed=seed, sink=curve, val_tasks=val, progress=False)
+    result = meta_train(trainer, init_state(trainer, seed), sink=curve, val_tasks=val, progress=False)
     return result, curve.rows
 
 
@@ -53,7 +53,7 @@ def test_nan_meta_loss_stops_training(repo):
     trainer = MetaTrainer()
     val = trainer.tasks.sample(5, torch.Generator().manual_seed(1))
     with pytest.raises(FloatingPointError, match="meta-iteration"):
-        meta_train(trainer, seed=0, sink=CurveRecorder(), val_tasks=val, progress=False)
+        meta_train(trainer, init_state(trainer, 0), sink=CurveRecorder(), val_tasks=val, progress=False)
 
 
 def test_reptile_meta_lr_is_annealed_linearly(repo):
@@ -61,6 +61,6 @@ def test_reptile_meta_lr_is_annealed_linearly(repo):
     torch.manual_seed(0)
     trainer = MetaTrainer()
     val = SineTasks(support_size=10, query_size=50, query_grid=True).sample(2, torch.Generator().manual_seed(0))
-    result = meta_train(trainer, seed=0, sink=CurveRecorder(), val_tasks=val, progress=False)
+    result = meta_train(trainer, init_state(trainer, 0), sink=CurveRecorder(), val_tasks=val, progress=False)
     assert math.isclose(result.optimizer.param_groups[0]["lr"], 0.0, abs_tol=1e-12)
     assert trainer.anneal_meta_lr
