@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from metalearning.rundb.cli import add_runs_parser
 from metalearning.runs import DEFAULT_RUNS_DIR
+
+MONGO_ENV = "METALEARNING_MONGO_URL"
 
 
 def _train(args) -> None:
@@ -45,6 +49,11 @@ def _bench(args) -> None:
     bench.main(args.iterations, args.threads)
 
 
+def _mongo_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mongo", metavar="URL", help=f"also record to this MongoDB (default: ${MONGO_ENV}); "
+                   "the run is always kept in --runs-dir too")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metalearning", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
+    _mongo_arg(p)
     p.set_defaults(fn=_train)
 
     p = sub.add_parser("resume", help="continue a killed/interrupted training run from its checkpoint")
@@ -68,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=1000)
+    _mongo_arg(p)
     p.set_defaults(fn=_resume)
 
     p = sub.add_parser("test", help="meta-test a checkpoint on a fixed meta-test set")
@@ -75,7 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-set", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, curves)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    _mongo_arg(p)
     p.set_defaults(fn=_test)
+
+    add_runs_parser(sub)
 
     p = sub.add_parser("split-sine", help="write a fixed, seeded sine meta-test set")
     gin_args(p)
@@ -95,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "mongo", None) and args.command != "runs":
+        os.environ[MONGO_ENV] = args.mongo  # recorded_run reads it; never printed (credentials)
     try:
-        args.fn(args)
+        code = args.fn(args)
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"metalearning {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -107,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metalearning {args.command}: INTERRUPTED ({err}); checkpoint written, "
               "continue with `metalearning resume`", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

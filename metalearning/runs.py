@@ -1,6 +1,10 @@
 """Sacred run records: every train and test run is observed (STYLE: nothing unrecorded).
 
-The embedded default is Sacred's ``FileStorageObserver`` under a git-ignored run directory.
+The embedded default is Sacred's ``FileStorageObserver`` under a git-ignored run directory; it
+is always written, as the complete local record. When MongoDB is configured (an explicit
+``mongo_url``/``mongo`` argument, else ``$METALEARNING_MONGO_URL``) the run is mirrored there
+by Sacred's ``MongoObserver`` behind a guard that keeps the run going if MongoDB fails
+(``metalearning.rundb.observers``); ``metalearning runs sync`` uploads what it missed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources (hence set
     from sacred import SETTINGS, Experiment
     from sacred.observers import FileStorageObserver
 
+from metalearning.rundb.observers import MirrorObserver
+from metalearning.rundb.target import MongoTarget, RunDBWarning, StoreUnavailable, connect, resolve_mongo_url
+
 SETTINGS.CAPTURE_MODE = "sys"  # keep the terminal's progress bar; "fd" capture swallows it
 SETTINGS.CONFIG.READ_ONLY_CONFIG = False
 
@@ -21,16 +28,25 @@ DEFAULT_RUNS_DIR = Path("runs")
 
 
 def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, Any],
-                 runs_dir: Path = DEFAULT_RUNS_DIR) -> tuple[dict, Any]:
+                 runs_dir: Path = DEFAULT_RUNS_DIR, mongo_url: str | None = None,
+                 mongo: MongoTarget | None = None) -> tuple[dict, Any]:
     """Run ``body(sacred_run)`` as a Sacred run named ``name`` and return (result, run).
 
     ``config`` becomes the run's config (it must hold ``seed``); ``body`` logs metrics with
     ``run.log_scalar`` (Python floats), adds artifacts with ``run.add_artifact`` and returns
     a dict of floats that Sacred stores as the run's result. Sacred records the git commit
     and dirty flag of the repository holding this package, host info and the sources.
+
+    Stores: always the file store in ``runs_dir`` (which numbers the run). Also MongoDB, the
+    first of: ``mongo`` (a ready ``MongoTarget``, e.g. over a mongomock client), ``mongo_url``,
+    ``$METALEARNING_MONGO_URL``. If MongoDB is unreachable or fails mid-run, the run goes on and
+    one ``RunDBWarning`` (URL redacted) says so.
     """
     ex = Experiment(name, save_git_info=True)
     ex.observers.append(FileStorageObserver(str(runs_dir)))
+    target = mongo if mongo is not None else _mongo_target(mongo_url)
+    if target is not None:
+        ex.observers.append(MirrorObserver(target, Path(runs_dir)))
     ex.add_config(config)
 
     @ex.main
@@ -39,3 +55,20 @@ def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, An
 
     run = ex.run(options={"--loglevel": "WARNING"})
     return run.result, run
+
+
+def _mongo_target(mongo_url: str | None) -> MongoTarget | None:
+    """A lazy client for ``mongo_url`` or ``$METALEARNING_MONGO_URL``; None if neither is set.
+
+    A URL the driver rejects outright (malformed, or an SRV name that does not resolve) is
+    warned about, not raised: the run still records to the file store.
+    """
+    url = resolve_mongo_url(mongo_url)
+    if url is None:
+        return None
+    try:
+        return connect(url)
+    except StoreUnavailable as err:
+        warnings.warn(f"{err}; recording to the file store only (upload later with `metalearning runs sync`)",
+                      RunDBWarning, stacklevel=3)
+        return None

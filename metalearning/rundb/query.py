@@ -1,0 +1,294 @@
+"""Runs as flat rows, and the filters, sorting and columns the ``runs`` commands apply to them.
+
+A row maps keys to values:
+
+- ``id``, ``name``, ``status``, ``start_time``, ``stop_time``, ``duration_s``, ``host``,
+  ``git_commit``, ``git_dirty``;
+- ``algorithm`` (MAML, FOMAML, MetaSGD or Reptile, from the gin config) and ``shots``
+  (the gin macro), when the config says;
+- ``config.<dotted path>`` for every leaf of the Sacred config (``config.gin.MAML.inner_lr``),
+  with gin macro references (``%inner_lr``) replaced by the macro's value, so that
+  ``gin.MAML.inner_lr=0.01`` finds the runs whose MAML stepped with 0.01;
+- ``result.<key>`` for a dict result; ``metric.<name>`` (last logged value) when asked for.
+
+A key given by a person is looked up as written, then under ``config.``: ``gin.macros.shots``
+and ``seed`` work without the prefix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import operator
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+from metalearning.rundb.store import RunRecord, RunStore
+from metalearning.rundb.target import RunDBError
+
+ALGORITHMS = ("MAML", "MetaSGD", "Reptile")
+MISSING = object()
+_WHERE = re.compile(r"^\s*([A-Za-z0-9_./@-]+?)\s*(!=|<=|>=|=|<|>|~)\s*(.*?)\s*$")
+_ORDERED = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+class QueryError(RunDBError, ValueError):
+    """A malformed filter, sort key or column; the message names it."""
+
+
+def algorithm(config: dict) -> str | None:
+    """The algorithm a run's gin config selects: ``MetaTrainer.algorithm``, else the one bound.
+
+    MAML with ``first_order = True`` is FOMAML (STYLE P2: one core, a flag).
+    """
+    gin = config.get("gin") or {}
+    chosen = str((gin.get("MetaTrainer") or {}).get("algorithm", ""))
+    names = [a for a in ALGORITHMS if chosen in (f"@{a}", f"@{a}()")] or [a for a in ALGORITHMS if a in gin]
+    if len(names) != 1:
+        return None
+    if names[0] == "MAML" and (gin.get("MAML") or {}).get("first_order") is True:
+        return "FOMAML"
+    return names[0]
+
+
+def shots(config: dict) -> Any:
+    """The gin macro ``shots`` (K, support points per task), or None."""
+    return ((config.get("gin") or {}).get("macros") or {}).get("shots")
+
+
+def flatten(tree: Any, prefix: str) -> dict[str, Any]:
+    """Leaves of nested dicts as ``{"prefix.a.b": leaf}``; lists are leaves."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}"))
+    return out
+
+
+def resolved_config(config: dict) -> dict[str, Any]:
+    """``flatten(config, "config")`` with ``%macro`` values replaced by ``config.gin.macros``' values."""
+    macros = (config.get("gin") or {}).get("macros") or {}
+    return {k: _resolve(v, macros) for k, v in flatten(config, "config").items()}
+
+
+def _resolve(value: Any, macros: dict, depth: int = 0) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, macros, depth) for v in value]
+    if isinstance(value, str) and value.startswith("%") and value[1:] in macros and depth < 10:
+        return _resolve(macros[value[1:]], macros, depth + 1)  # a macro may name another macro
+    return value
+
+
+def row(record: RunRecord, metrics: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The flat row of one run; ``metric.*`` keys only when ``metrics`` is given."""
+    out: dict[str, Any] = {
+        "id": record.id, "name": record.name, "status": record.status,
+        "start_time": record.start_time, "stop_time": record.stop_time, "duration_s": _duration(record),
+        "host": record.host, "git_commit": _git(record, "commit"), "git_dirty": _git(record, "dirty"),
+        "algorithm": algorithm(record.config), "shots": shots(record.config),
+    }
+    out.update(resolved_config(record.config))
+    if isinstance(record.result, dict):
+        out.update(flatten(record.result, "result"))
+    for name, series in (metrics or {}).items():
+        out[f"metric.{name}"] = series["values"][-1] if series["values"] else None
+    return out
+
+
+def _duration(record: RunRecord) -> float | None:
+    if record.start_time is None or record.stop_time is None:
+        return None
+    return round((record.stop_time - record.start_time).total_seconds(), 3)
+
+
+def _git(record: RunRecord, field: str) -> Any:
+    """The commit of the first repository; dirty if any repository is."""
+    if not record.repositories:
+        return None
+    if field == "dirty":
+        return any(bool(r.get("dirty")) for r in record.repositories)
+    return record.repositories[0].get("commit")
+
+
+def lookup(values: dict[str, Any], key: str) -> Any:
+    """``values[key]``, else ``values["config." + key]``, else MISSING."""
+    if key in values:
+        return values[key]
+    return values.get(f"config.{key}", MISSING)
+
+
+def rows(store: RunStore, *, metrics: bool = False) -> list[dict[str, Any]]:
+    """Every run of ``store`` as a row, in id order (``metric.*`` only if ``metrics``)."""
+    return [row(r, store.metrics(r.id) if metrics else None) for r in store.records()]
+
+
+def needs_metrics(keys: Iterable[str]) -> bool:
+    return any(k.startswith("metric.") for k in keys)
+
+
+def check_keys(all_rows: Sequence[dict], keys: Iterable[str], what: str) -> None:
+    """Raise QueryError naming a key that no run has (with the nearest real key)."""
+    if not all_rows:
+        return
+    known = set().union(*(r.keys() for r in all_rows))
+    spellings = known | {k.removeprefix("config.") for k in known}
+    for key in keys:
+        if key not in spellings:
+            close = difflib.get_close_matches(key, spellings, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise QueryError(f"{what} {key!r}: no run has this key{hint}")
+
+
+@dataclass(frozen=True)
+class Where:
+    """One ``KEY OP VALUE`` filter; OP is one of = != < <= > >= ~ (contains)."""
+
+    key: str
+    op: str
+    text: str
+
+    @classmethod
+    def parse(cls, spec: str) -> Where:
+        match = _WHERE.match(spec)
+        if not match or not match.group(3) and match.group(2) in _ORDERED:
+            raise QueryError(f"bad --where {spec!r}: expected KEY=VALUE (or !=, <, <=, >, >=, ~), "
+                             "e.g. gin.MAML.inner_lr=0.01")
+        where = cls(*match.groups())
+        if where.op in _ORDERED and _number(where.text) is None and _date(where.text) is None:
+            raise QueryError(f"bad --where {spec!r}: {where.op!r} needs a number or an ISO date")
+        return where
+
+    def matches(self, values: dict[str, Any]) -> bool:
+        """Whether a row passes; a run without the key never does (SQL's NULL)."""
+        value = lookup(values, self.key)
+        if value is MISSING or value is None:
+            return False
+        if self.op == "=":
+            return _equal(value, self.text)
+        if self.op == "!=":
+            return not _equal(value, self.text)
+        if self.op == "~":
+            return self.text in cell(value)
+        return _ordered(value, self.op, self.text)
+
+
+def _literal(text: str) -> Any:
+    """``0.01`` -> 0.01, ``5`` -> 5, ``true`` -> True, ``[1, 2]`` -> [1, 2]; else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _equal(value: Any, text: str) -> bool:
+    literal = _literal(text)
+    if isinstance(value, bool) != isinstance(literal, bool):  # True is not 1 here
+        return cell(value) == text
+    if isinstance(value, datetime):
+        return _date(text) is not None and _date(text) == value
+    return value == literal or cell(value) == text
+
+
+def _ordered(value: Any, op: str, text: str) -> bool:
+    if isinstance(value, datetime):
+        bound = _date(text)
+        return bound is not None and _ORDERED[op](value, bound)
+    number = _number(value)
+    bound = _number(text)
+    return number is not None and bound is not None and _ORDERED[op](number, bound)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _date(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_date(text: str, option: str) -> datetime:
+    """An ISO date or date-time (UTC, as Sacred records), or QueryError naming the option."""
+    when = _date(text)
+    if when is None:
+        raise QueryError(f"bad {option} {text!r}: expected an ISO date like 2024-05-01 or 2024-05-01T12:30")
+    return when if when.tzinfo is None else when.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def cell(value: Any) -> str:
+    """How a value reads in a table cell, and as ``~`` and ``=`` compare it with text."""
+    if value is None or value is MISSING:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which runs (filters), in which order, with which columns."""
+
+    where: tuple[Where, ...] = ()
+    statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    sort: tuple[str, ...] = ()  # "-key" sorts descending
+    limit: int | None = None
+
+    def keys(self) -> list[str]:
+        return [w.key for w in self.where] + [k.lstrip("-") for k in self.sort]
+
+    def apply(self, all_rows: list[dict]) -> list[dict]:
+        """Filter, sort and cut ``all_rows``; raises QueryError for a key no run has."""
+        check_keys(all_rows, [w.key for w in self.where], "--where key")
+        check_keys(all_rows, [k.lstrip("-") for k in self.sort], "--sort key")
+        kept = [r for r in all_rows if self._keeps(r)]
+        for key in reversed(self.sort):
+            kept = _sorted(kept, key.lstrip("-"), descending=key.startswith("-"))
+        return kept if self.limit is None else kept[: self.limit]
+
+    def _keeps(self, values: dict) -> bool:
+        start = values.get("start_time")
+        if self.statuses and values.get("status") not in self.statuses:
+            return False
+        if self.since is not None and (start is None or start < self.since):
+            return False
+        if self.until is not None and (start is None or start >= self.until):
+            return False
+        return all(w.matches(values) for w in self.where)
+
+
+def _sorted(all_rows: list[dict], key: str, *, descending: bool) -> list[dict]:
+    """Stable sort on one key; numbers numerically, others as text; runs without it last."""
+    present = [r for r in all_rows if lookup(r, key) not in (MISSING, None)]
+    absent = [r for r in all_rows if lookup(r, key) in (MISSING, None)]
+    return sorted(present, key=_sort_key(key), reverse=descending) + absent
+
+
+def _sort_key(key: str) -> Callable[[dict], tuple]:
+    def sort_key(values: dict) -> tuple:
+        value = lookup(values, key)
+        if key == "id":
+            return (0, float(value), "") if str(value).isdigit() else (1, 0.0, str(value))
+        number = _number(value) if not isinstance(value, datetime) else value.timestamp()
+        return (0, number, "") if number is not None else (1, 0.0, cell(value))
+    return sort_key
