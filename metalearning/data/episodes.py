@@ -1,0 +1,173 @@
+"""N-way K-shot classification episodes from an in-memory class tensor (maml.md §5.2).
+
+The data is a uint8 tensor of classes, ``[C, M, H, W]`` (grey, e.g. Omniglot) or
+``[C, M, H, W, 3]`` (RGB, e.g. MiniImagenet), with ``M`` images per class. An episode picks
+``ways`` distinct classes and, in each, ``shots + queries`` distinct images: the first ``shots``
+are support, the rest query, so no image is in both. Label ``i`` of a task is its ``i``-th
+picked class; the classes are drawn in random order, so the class→label map is a fresh random
+permutation per task. Examples are grouped by label (label-major), which the order-invariant
+losses and learners here do not see.
+
+Sampling is pure tensor indexing: one ``topk`` of random keys for the classes, one for the
+images, one ``index_select`` of the pixels, then the uint8→float conversion of only the picked images.
+Measured with :func:`time_sample` on the small Omniglot array with rotations (968 classes), one
+CPU thread of a busy 2-core machine: a 32-task 5-way 1-shot batch takes about 0.8 ms with 1
+query per class and 3.7 ms with 15 (mostly the uint8→float32 conversion of the 2400 images).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import gin
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metalearning.tasks.sine import Task
+
+EPISODES_VERSION = 1
+
+
+class EpisodeIds(NamedTuple):
+    """Which pixels make up a batch of episodes.
+
+    Attributes:
+        class_ids: int64 ``[tasks, ways]``; label ``i`` of task ``t`` is class ``class_ids[t, i]``.
+        image_ids: int64 ``[tasks, ways, shots + queries]``, distinct per class; the first
+            ``shots`` are support images, the rest query images.
+    """
+
+    class_ids: Tensor
+    image_ids: Tensor
+
+
+def draw_episodes(num_classes: int, images_per_class: int, *, ways: int, shots: int, queries: int,
+                  tasks: int, generator: torch.Generator) -> EpisodeIds:
+    """Draw ``tasks`` episodes uniformly: classes without replacement, images without replacement."""
+    if ways > num_classes or shots + queries > images_per_class:
+        raise ValueError(f"{ways}-way {shots}-shot with {queries} queries needs {ways} classes of "
+                         f"{shots + queries} images; the data has {num_classes} of {images_per_class}")
+    # The k largest of i.i.d. uniform keys are a uniformly random ordered k-subset (topk is
+    # ~15x faster than a full argsort here).
+    class_keys = torch.rand(tasks, num_classes, generator=generator)
+    image_keys = torch.rand(tasks, ways, images_per_class, generator=generator)
+    return EpisodeIds(class_keys.topk(ways, dim=1).indices,
+                      image_keys.topk(shots + queries, dim=-1).indices)
+
+
+def to_inputs(pixels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 images ``[..., H, W]`` or ``[..., H, W, 3]`` → ``dtype`` in [0, 1], ``[..., C, H, W]``."""
+    images = pixels.unsqueeze(-3) if pixels.shape[-1] != 3 else pixels.movedim(-1, -3)
+    return images.to(dtype).div_(255)
+
+
+def gather(classes: Tensor, ids: EpisodeIds, shots: int, dtype: torch.dtype = torch.float32) -> Task:
+    """The episodes ``ids`` as a :class:`Task` batch.
+
+    Returns:
+        ``support = (inputs [tasks, ways*shots, C, H, W], targets int64 [tasks, ways*shots])`` and
+        ``query`` likewise with ``ways*queries``; targets are in ``0..ways-1``, grouped by label.
+    """
+    tasks, ways, per_class = ids.image_ids.shape
+    flat = (ids.class_ids.unsqueeze(-1) * classes.shape[1] + ids.image_ids).flatten()
+    # index_select on the flattened classes: ~10x faster than the equivalent advanced indexing.
+    pixels = classes.flatten(0, 1).index_select(0, flat).view(tasks, ways, per_class, *classes.shape[2:])
+    labels = torch.arange(ways).view(1, ways, 1).expand(tasks, ways, per_class)
+
+    def part(sl: slice) -> tuple[Tensor, Tensor]:
+        return to_inputs(pixels[:, :, sl].flatten(1, 2), dtype), labels[:, :, sl].flatten(1, 2)
+
+    return Task(support=part(slice(0, shots)), query=part(slice(shots, per_class)))
+
+
+@gin.configurable
+class FewShotTasks:
+    """The task distribution of N-way K-shot classification over a fixed set of classes.
+
+    Args:
+        classes: uint8 ``[C, M, H, W]`` or ``[C, M, H, W, 3]`` (e.g. ``@omniglot_classes()``).
+        ways: N, classes per task.
+        shots: K, support images per class.
+        queries: query images per class (MAML: 15 for MiniImagenet; Omniglot training uses K).
+    """
+
+    criterion = staticmethod(F.cross_entropy)  # logits [ways*shots, ways] vs targets [ways*shots]
+
+    def __init__(self, *, classes: Tensor, ways: int, shots: int, queries: int):
+        if classes.dtype != torch.uint8 or classes.dim() not in (4, 5):
+            raise ValueError(f"classes must be uint8 [C, M, H, W(, 3)], "
+                             f"got {classes.dtype} {tuple(classes.shape)}")
+        self.classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
+        self.draw(1, torch.Generator().manual_seed(0))  # fail now, not at the first batch, if too small
+
+    def draw(self, n: int, generator: torch.Generator) -> EpisodeIds:
+        """The class and image ids of ``n`` fresh episodes."""
+        num_classes, per_class = self.classes.shape[:2]
+        return draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries,
+                             tasks=n, generator=generator)
+
+    def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Task:
+        """A meta-batch of ``n`` episodes (see :func:`gather` for the shapes)."""
+        return gather(self.classes, self.draw(n, generator), self.shots, dtype)
+
+
+def tensor_sha256(t: Tensor) -> str:
+    """SHA-256 of a tensor's shape and bytes: identifies the exact class tensor episodes refer to."""
+    digest = hashlib.sha256(str(tuple(t.shape)).encode())
+    digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_episode_set(tasks: FewShotTasks, *, episodes: int, seed: int) -> dict:
+    """A fixed, seeded meta-test set: indices only, no pixels (e.g. ``episodes=600``).
+
+    Returns:
+        ``{"version", "seed", "ways", "shots", "queries", "classes_sha256", "class_ids"
+        [episodes, ways], "image_ids" [episodes, ways, shots+queries]}``.
+    """
+    ids = tasks.draw(episodes, torch.Generator().manual_seed(seed))
+    return {"version": EPISODES_VERSION, "seed": seed, "ways": tasks.ways, "shots": tasks.shots,
+            "queries": tasks.queries, "classes_sha256": tensor_sha256(tasks.classes),
+            "class_ids": ids.class_ids, "image_ids": ids.image_ids}
+
+
+def save_episode_set(data: dict, path: os.PathLike | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+
+
+def load_episode_set(path: os.PathLike | str) -> dict:
+    """Read a file of :func:`save_episode_set`; FileNotFoundError naming it if absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"episode set not found: {path} (build it with build_episode_set)")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data.get("version") != EPISODES_VERSION:
+        raise ValueError(f"{path}: episode set format {data.get('version')!r}, expected {EPISODES_VERSION}")
+    return data
+
+
+def episode_set_task(data: dict, classes: Tensor, dtype: torch.dtype = torch.float32) -> Task:
+    """Materialise a fixed episode set on ``classes``, which must be the tensor it was built on."""
+    if tensor_sha256(classes) != data["classes_sha256"]:
+        raise ValueError("the class tensor differs from the one this episode set was built on")
+    return gather(classes, EpisodeIds(data["class_ids"], data["image_ids"]), data["shots"], dtype)
+
+
+def time_sample(tasks: FewShotTasks, *, meta_batch_size: int = 32, repeats: int = 20, seed: int = 0) -> float:
+    """Median wall-clock seconds of one ``tasks.sample(meta_batch_size, ...)`` call."""
+    generator = torch.Generator().manual_seed(seed)
+    tasks.sample(meta_batch_size, generator)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tasks.sample(meta_batch_size, generator)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
