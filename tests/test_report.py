@@ -50,3 +50,12 @@ def test_write_report_links_its_plots(results, tmp_path):
         assert (tmp_path / png).stat().st_size > 1000
         assert f"({png})" in text
     assert "Budget: test." in text and "profile **cpu**" in text
+
+
+def test_diverged_adaptation_is_named_not_printed_as_a_number(results, tmp_path):
+    curve = results["maml_sine_5shot"]["shots"]["5shot"]
+    curve["curve_mse"][5], curve["curve_mse"][10] = float("inf"), 3.5e27
+    row = next(line for line in maml_steps_table(results).splitlines() if "maml_sine_5shot" in line)
+    assert row.count("diverged") == 2 and "inf" not in row and "e+" not in row
+    write_report(results, tmp_path, profile="cpu", params_note="", meta_test={"curves": 1, "repeats": 1, "seed": 1})
+    assert (tmp_path / "test_curves.png").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -30,8 +31,19 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
+DIVERGED = 1e3  # an adaptation whose mean MSE passes this has blown up (targets are ≤ 5 in size)
+
+
+def _diverged(mse: float) -> bool:
+    return not math.isfinite(mse) or mse > DIVERGED
+
+
+def _mse(mse: float, ci95: float, digits: int = 2) -> str:
+    return "diverged" if _diverged(mse) else f"{mse:.{digits}f} ± {ci95:.{digits}f}"
+
+
 def _cell(ours: dict, paper: tuple[float, float] | None) -> str:
-    text = f"{ours['mse']:.2f} ± {ours['ci95']:.2f}"
+    text = _mse(ours["mse"], ours["ci95"])
     return f"{text} ({paper[0]:.2f} ± {paper[1]:.2f})" if paper else f"{text} (—)"
 
 
@@ -58,7 +70,7 @@ def maml_steps_table(results: dict[str, dict]) -> str:
         if r["setting"]["algorithm"] != "MAML" or "5shot" not in r["shots"]:
             continue
         curve, ci = r["shots"]["5shot"]["curve_mse"], r["shots"]["5shot"]["curve_ci95"]
-        cells = [f"{curve[k]:.2f} ± {ci[k]:.2f} ({MAML_TABLE2[k]:.2f})" for k in (1, 5, 10)]
+        cells = [f"{_mse(curve[k], ci[k])} ({MAML_TABLE2[k]:.2f})" for k in (1, 5, 10)]
         rows.append(f"| `{name}` | {r['setting']['train_shots']} | " + " | ".join(cells) + " |")
     header = "| experiment | training shots | 1 step | 5 steps | 10 steps |\n|---|---|---|---|---|"
     return header + "\n" + "\n".join(rows)
@@ -71,7 +83,8 @@ def other_table(results: dict[str, dict]) -> str:
         s = r["setting"]
         if s["algorithm"] != "Reptile":
             continue
-        cells = [f"{v['mse']:.3f} ± {v['ci95']:.3f}" for _, v in sorted(r["shots"].items(), key=lambda kv: int(kv[0][:-4]))]
+        by_k = sorted(r["shots"].items(), key=lambda kv: int(kv[0][:-4]))
+        cells = [_mse(v["mse"], v["ci95"], digits=3) for _, v in by_k]
         rows.append(f"| `{name}` | {s['algorithm']} | {s['eval_inner_steps']} | {s['meta_iterations']} | "
                     + " | ".join(cells) + " |")
     header = ("| experiment | algorithm | inner steps at test | meta-iterations | 5-shot | 10-shot | 20-shot |\n"
@@ -98,10 +111,12 @@ def plot_test_curves(results: dict[str, dict], path: Path, shots: str = "5shot")
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, r in sorted(results.items()):
         curve = r["shots"][shots]
-        steps = range(len(curve["curve_mse"]))
-        ax.errorbar(steps, curve["curve_mse"], yerr=curve["curve_ci95"], label=name, capsize=2, marker=".")
+        kept = [(s, m, h) for s, (m, h) in enumerate(zip(curve["curve_mse"], curve["curve_ci95"]))
+                if not _diverged(m)]
+        steps, mse, ci = zip(*kept)
+        ax.errorbar(steps, mse, yerr=ci, label=name, capsize=2, marker=".")
     ax.set(xlabel="inner gradient steps at meta-test", ylabel=f"{shots} meta-test MSE", yscale="log",
-           title=f"Adaptation curve, {shots} (mean ± 95% CI over curves)")
+           title=f"Adaptation curve, {shots} (mean ± 95% CI; a curve ends where adaptation diverges)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -162,6 +177,8 @@ all algorithms. Paper values in parentheses; "—" where the paper has none. Bat
 
 The paper's numbers are for MAML's own family (ω = 1, trained with K = 10, batch not stated);
 ours are the MAML runs above on the Meta-SGD family, evaluated with more steps than trained.
+"diverged" means the mean MSE over curves passed {DIVERGED:g}: with α = 0.01 fixed, repeated steps
+from an initialisation meta-trained for one step blow up on some 5-point tasks.
 
 {maml_steps_table(results)}
 
