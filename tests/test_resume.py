@@ -119,7 +119,8 @@ def test_nan_stops_with_reason_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_nan_run_is_recorded_failed_via_cli(tmp_path):
-    out = subprocess.run(_cmd("train", "--config", str(EXPERIMENT), "--bind", "inner_lr = 1e30", "--bind",
+    maml = REPO / "configs" / "experiments" / "maml_sine_5shot.gin"  # its α is the inner_lr macro
+    out = subprocess.run(_cmd("train", "--config", str(maml), "--bind", "inner_lr = 1e30", "--bind",
                               "MetaTrainer.meta_iterations = 5", "--out", str(tmp_path / "m"),
                               "--runs-dir", str(tmp_path / "runs"), "--quiet"), capture_output=True, text=True)
     assert out.returncode == 1 and "meta-iteration 1" in out.stderr
