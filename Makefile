@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: env repro test test-slow bench lock clean-env
+.PHONY: env repro test test-slow lint bench lock clean-env
 
 env: $(STAMP)
 
@@ -22,6 +22,9 @@ test: env
 
 test-slow: env
 	$(BIN)/python -m pytest -m slow
+
+lint: env
+	$(BIN)/ruff check metalearning pipeline tests
 
 bench: env
 	$(BIN)/python -m metalearning bench

@@ -26,7 +26,8 @@ def test_targets_are_the_sine_of_the_inputs():
     gen = torch.Generator().manual_seed(0)
     curves = tasks.curves(2, gen)
     x = tasks.inputs(2, 3, gen)
-    expected = curves.amplitude.view(2, 1, 1) * torch.sin(curves.frequency.view(2, 1, 1) * x + curves.phase.view(2, 1, 1))
+    a, w, b = (t.view(2, 1, 1) for t in curves)
+    expected = a * torch.sin(w * x + b)
     torch.testing.assert_close(curves(x), expected)
 
 

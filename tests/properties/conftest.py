@@ -3,7 +3,6 @@
 import warnings
 
 import pytest
-
 from props_budget import load_profile
 
 load_profile()

@@ -28,12 +28,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from props_problems import LossFn, Params, Problem
+from props_reference import flatten
 from torch import Tensor
 
 from metalearning.core.algorithms import MAML, MetaLearner, Reptile
 from metalearning.tasks.sine import Task
-from props_problems import LossFn, Params, Problem
-from props_reference import flatten
 
 CLOCK = "clock"
 

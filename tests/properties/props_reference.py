@@ -15,9 +15,8 @@ import itertools
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
-
 from props_problems import Params, Problem
+from torch import Tensor
 
 
 def flatten(params: Params) -> Tensor:

@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
+from props_budget import budget
+from props_checks import assert_exact
+from props_reference import flatten
 
 from metalearning.core.algorithms import MAML, MetaSGD, Reptile
 from metalearning.core.batching import task_at
 from metalearning.core.functional import make_loss
 from metalearning.learners.mlp import MLP
 from metalearning.tasks.sine import SineTasks
-from props_budget import budget
-from props_checks import assert_exact
-from props_reference import flatten
 
 ALGORITHMS = {
     "maml": lambda k, lr: MAML(inner_lr=lr, inner_steps=k, eval_inner_steps=k, first_order=False),

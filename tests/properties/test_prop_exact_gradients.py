@@ -8,14 +8,14 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-from metalearning.core.algorithms import Reptile
-from metalearning.tasks.sine import Task
 from props_budget import budget
 from props_checks import FD_STEP, assert_exact, assert_matches_finite_differences
 from props_core import maml_gradient, one_order
 from props_problems import SMOOTH_MLP_KINDS, sequence_specs
 from props_reference import central_difference, flatten, gradient, maml_objective, maml_product_form, sgd_path
+
+from metalearning.core.algorithms import Reptile
+from metalearning.tasks.sine import Task
 
 steps = st.floats(0.01, 0.5)
 

@@ -13,7 +13,6 @@ meta-batch: ``meta_gradient`` averages over the meta-batch, so it returns E[g] i
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from props_budget import budget
 from props_checks import assert_exact, assert_second_order
 from props_core import META_GRADIENTS

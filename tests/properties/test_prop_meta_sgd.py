@@ -7,13 +7,13 @@ query = minibatch T + τ.
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
-from metalearning.core.algorithms import MAML, MetaSGD
-from metalearning.tasks.sine import Task
 from props_budget import budget
 from props_checks import assert_exact
 from props_problems import problem_specs
 from props_reference import flatten, gradient, hvp
+
+from metalearning.core.algorithms import MAML, MetaSGD
+from metalearning.tasks.sine import Task
 
 task_specs = st.integers(1, 3).flatmap(lambda tasks: problem_specs(num_minibatches=2 * tasks))
 

@@ -12,7 +12,6 @@ data (A_i, b_i) alone — no automatic differentiation on the reference side:
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from props_budget import budget
 from props_checks import assert_exact
 from props_core import maml_gradient, one_order, reptile_gradient

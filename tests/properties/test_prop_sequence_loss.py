@@ -3,13 +3,13 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from metalearning.core.adapt import adapt
 from props_budget import budget
 from props_checks import assert_exact
 from props_core import CLOCK, sequence_loss, with_clock, without_clock
 from props_problems import sequence_specs
 from props_reference import flatten
+
+from metalearning.core.adapt import adapt
 
 
 @budget(12)

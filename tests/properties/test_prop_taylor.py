@@ -9,7 +9,6 @@ and some residuals are exactly zero, which has no halving ratio.
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from props_budget import budget
 from props_checks import assert_second_order
 from props_core import META_GRADIENTS, one_order
