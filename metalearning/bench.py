@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metalearning.core.algorithms import MAML, MetaLearner, MetaSGD, _leaves
+from metalearning.core.algorithms import MAML, MetaLearner, MetaSGD, meta_leaves, set_meta_grads
 from metalearning.core.functional import make_loss
 from metalearning.learners.mlp import MLP
 from metalearning.tasks.sine import SineTasks
@@ -42,15 +42,13 @@ def _run(setting: Setting, batches: list, vectorize: bool, seed: int) -> tuple[f
     loss = make_loss(model, torch.nn.functional.mse_loss)
     algo = setting.algorithm
     meta = algo.init_meta_params(dict(model.named_parameters()), torch.Generator().manual_seed(seed))
-    opt = torch.optim.Adam(_leaves(meta), lr=1e-3)
+    opt = torch.optim.Adam(meta_leaves(meta), lr=1e-3)
     warmup = 3
     for i, batch in enumerate(batches):
         if i == warmup:
             start = time.perf_counter()
         grads, _ = algo.meta_gradient(meta, batch, loss, vectorize=vectorize)
-        for g, params in meta.items():
-            for k, p in params.items():
-                p.grad = grads[g][k]
+        set_meta_grads(meta, grads)
         opt.step()
     return (time.perf_counter() - start) / (len(batches) - warmup), meta
 

@@ -11,14 +11,15 @@ import torch
 from metalearning.core.algorithms import MetaParams
 
 
-def save_checkpoint(path: Path, *, meta_params: MetaParams, optimizer: torch.optim.Optimizer,
-                    iteration: int, **extra: Any) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a torn checkpoint."""
+def save_checkpoint(path: Path, *, meta_params: MetaParams, iteration: int, **extra: Any) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a torn checkpoint.
+
+    ``extra`` carries the rest (config text, seed, the trainer's full ``training_state``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "meta_params": {g: {k: p.detach().clone() for k, p in ps.items()} for g, ps in meta_params.items()},
-        "optimizer": optimizer.state_dict(),
         "iteration": iteration,
         **extra,
     }

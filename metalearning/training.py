@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from metalearning.checkpoints import save_checkpoint
-from metalearning.core.algorithms import MetaLearner, MetaParams, _leaves
+from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves, set_meta_grads
 from metalearning.core.functional import make_loss
 from metalearning.evaluation import query_mse_after
 from metalearning.rng import get_rng_states, set_rng_states
@@ -114,18 +114,12 @@ def init_state(trainer: MetaTrainer, seed: int) -> TrainingState:
     """Fresh state: meta-parameters from the learner, meta-optimiser, LR schedule, task RNG."""
     generator = torch.Generator().manual_seed(seed)
     meta_params = trainer.algorithm.init_meta_params(dict(trainer.learner.named_parameters()), generator)
-    optimizer = trainer.meta_optimizer(_leaves(meta_params))
+    optimizer = trainer.meta_optimizer(meta_leaves(meta_params))
     total = trainer.meta_iterations
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: 1 - it / total if trainer.anneal_meta_lr else 1.0
     )
     return TrainingState(meta_params, optimizer, schedule, generator)
-
-
-def _set_grads(meta_params: MetaParams, grads: MetaParams) -> None:
-    for group, params in meta_params.items():
-        for k, p in params.items():
-            p.grad = grads[group][k]
 
 
 def _step(trainer: MetaTrainer, state: TrainingState) -> None:
@@ -134,7 +128,7 @@ def _step(trainer: MetaTrainer, state: TrainingState) -> None:
     grads, meta_loss = trainer.algorithm.meta_gradient(state.meta_params, batch, trainer.loss)
     if not torch.isfinite(meta_loss):
         raise FloatingPointError(f"meta-loss became {meta_loss.item()} at meta-iteration {state.iteration + 1}")
-    _set_grads(state.meta_params, grads)
+    set_meta_grads(state.meta_params, grads)
     state.optimizer.step()
     state.schedule.step()
     state.window.append(meta_loss)
@@ -151,8 +145,8 @@ def _log(trainer: MetaTrainer, state: TrainingState, sink: MetricsSink, val_task
 
 
 def save_state(policy: CheckpointPolicy, state: TrainingState, **extra: Any) -> None:
-    save_checkpoint(policy.path, meta_params=state.meta_params, optimizer=state.optimizer,
-                    iteration=state.iteration, training_state=state.state_dict(), **policy.extra, **extra)
+    save_checkpoint(policy.path, meta_params=state.meta_params, iteration=state.iteration,
+                    training_state=state.state_dict(), **policy.extra, **extra)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metalearning.core.adapt import adapt
-from metalearning.core.algorithms import MAML, MetaSGD, Reptile, _leaves
+from metalearning.core.algorithms import MAML, MetaSGD, Reptile, meta_leaves, set_meta_grads
 from metalearning.core.batching import over_tasks, task_at
 
 ALGORITHMS = {
@@ -68,12 +68,10 @@ class TestContract:
     def test_meta_training_step_lowers_meta_loss(self, algo, small_model, small_loss, sine_batch):
         meta = _meta(algo, small_model)
         _, before = algo.meta_gradient(meta, sine_batch, small_loss)
-        opt = torch.optim.SGD(_leaves(meta), lr=0.02)
+        opt = torch.optim.SGD(meta_leaves(meta), lr=0.02)
         for _ in range(5):
             grads, _ = algo.meta_gradient(meta, sine_batch, small_loss)
-            for g, params in meta.items():
-                for k, p in params.items():
-                    p.grad = grads[g][k]
+            set_meta_grads(meta, grads)
             opt.step()
         _, after = algo.meta_gradient(meta, sine_batch, small_loss)
         assert after < before
@@ -131,7 +129,7 @@ def test_reptile_outer_sgd_step_is_equation_5(small_model, small_loss, sine_batc
     tilde = [adapt(phi, task_at(sine_batch, i).support, loss=small_loss, inner_lr=0.05, inner_steps=3,
                    first_order=True) for i in range(3)]
     grads, _ = algo.meta_gradient(meta, sine_batch, small_loss)
-    opt = torch.optim.SGD(_leaves(meta), lr=0.3)
+    opt = torch.optim.SGD(meta_leaves(meta), lr=0.3)
     for k, p in meta["theta"].items():
         p.grad = grads["theta"][k]
     opt.step()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from metalearning.core.adapt import adapt
-from metalearning.core.algorithms import MAML, Reptile, _leaves
+from metalearning.core.algorithms import MAML, Reptile, meta_leaves, set_meta_grads
 from metalearning.core.batching import over_tasks
 from metalearning.learners.classification import (
     BN_MODES,
@@ -268,14 +268,13 @@ def test_maml_learns_toy_image_tasks(bn_mode):
     loss = make_classification_loss(model, bn_mode)
     algo = MAML(inner_lr=0.5, inner_steps=1, eval_inner_steps=1, first_order=False)
     meta = algo.init_meta_params(dict(model.named_parameters()), torch.Generator().manual_seed(0))
-    optimizer = torch.optim.Adam(_leaves(meta), lr=0.01)
+    optimizer = torch.optim.Adam(meta_leaves(meta), lr=0.01)
     test_tasks = with_context(_halves_tasks(100, torch.Generator().manual_seed(99)))
     before = _post_adaptation_accuracy(model, meta["theta"], test_tasks, loss, bn_mode, 0.5)
     g = torch.Generator().manual_seed(1)
     for _ in range(30):
         grads, _ = algo.meta_gradient(meta, with_context(_halves_tasks(8, g)), loss)
-        for p, grad in zip(_leaves(meta), _leaves(grads)):
-            p.grad = grad
+        set_meta_grads(meta, grads)
         optimizer.step()
     after = _post_adaptation_accuracy(model, meta["theta"], test_tasks, loss, bn_mode, 0.5)
     assert before < 0.8

@@ -27,8 +27,16 @@ from metalearning.core.batching import over_tasks
 MetaParams = dict[str, Params]
 
 
-def _leaves(meta_params: MetaParams) -> list[Tensor]:
+def meta_leaves(meta_params: MetaParams) -> list[Tensor]:
+    """The meta-parameter tensors in a fixed order (what a meta-optimiser is built on)."""
     return [p for group in meta_params.values() for p in group.values()]
+
+
+def set_meta_grads(meta_params: MetaParams, grads: MetaParams) -> None:
+    """Hand a :meth:`MetaLearner.meta_gradient` result to the meta-optimiser via ``.grad``."""
+    for group, params in meta_params.items():
+        for k, p in params.items():
+            p.grad = grads[group][k]
 
 
 def _unflatten(meta_params: MetaParams, flat: list[Tensor]) -> MetaParams:
@@ -102,7 +110,7 @@ class MAML(MetaLearner):
     def meta_gradient(self, meta_params, tasks, loss, *, vectorize=True):
         losses = over_tasks(partial(self.query_loss, loss=loss), meta_params, tasks, vectorize=vectorize)
         meta_loss = losses.mean()
-        grads = torch.autograd.grad(meta_loss, _leaves(meta_params))
+        grads = torch.autograd.grad(meta_loss, meta_leaves(meta_params))
         return _unflatten(meta_params, list(grads)), meta_loss.detach()
 
 

@@ -21,7 +21,6 @@ import hashlib
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import gin
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metalearning.tasks.sine import Task
+from metalearning.tensorfile import load_versioned, save_versioned
 
 EPISODES_VERSION = 1
 
@@ -138,20 +138,12 @@ def build_episode_set(tasks: FewShotTasks, *, episodes: int, seed: int) -> dict:
 
 
 def save_episode_set(data: dict, path: os.PathLike | str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, path)
+    save_versioned(data, path)
 
 
 def load_episode_set(path: os.PathLike | str) -> dict:
     """Read a file of :func:`save_episode_set`; FileNotFoundError naming it if absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"episode set not found: {path} (build it with build_episode_set)")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if data.get("version") != EPISODES_VERSION:
-        raise ValueError(f"{path}: episode set format {data.get('version')!r}, expected {EPISODES_VERSION}")
-    return data
+    return load_versioned(path, version=EPISODES_VERSION, what="episode set", hint="build it with build_episode_set")
 
 
 def episode_set_task(data: dict, classes: Tensor, dtype: torch.dtype = torch.float32) -> Task:

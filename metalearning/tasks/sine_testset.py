@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from metalearning.tasks.sine import SineTasks, Task
+from metalearning.tensorfile import load_versioned, save_versioned
 
 FORMAT_VERSION = 1
 
@@ -60,16 +61,8 @@ def as_tasks(block: dict, dtype: torch.dtype = torch.float32) -> Task:
 
 
 def save_meta_test_set(data: dict, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, path)
+    save_versioned(data, path)
 
 
 def load_meta_test_set(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"meta-test set not found: {path} (run the split stage first)")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if data.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: meta-test set format {data.get('version')!r}, expected {FORMAT_VERSION}")
-    return data
+    return load_versioned(path, version=FORMAT_VERSION, what="meta-test set", hint="run the split stage first")
