@@ -1,4 +1,5 @@
-"""Benchmark: meta-training iterations/s of the vmap path vs the per-task loop.
+"""Benchmarks: meta-training iterations/s of the vmap path vs the per-task loop, and the share
+of a meta-iteration spent loading data.
 
 Both paths start from the same parameters and consume the same pre-sampled meta-batches, in
 one process, so the printed ratio compares like with like. Not a test: timings are noisy.
@@ -6,8 +7,11 @@ one process, so the printed ratio compares like with like. Not a test: timings a
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -66,6 +70,42 @@ def main(iterations: int = 50, threads: int | None = None, seed: int = 0) -> Non
         t_loop, meta_loop = _run(s, batches, vectorize=False, seed=seed)
         diff = max((meta_vmap[g][k] - meta_loop[g][k]).abs().max().item() for g in meta_vmap for k in meta_vmap[g])
         print(f"{s.name:<62} {1 / t_vmap:>10.1f} {1 / t_loop:>10.1f} {t_loop / t_vmap:>10.2f} {diff:>10.2e}")
+
+
+def data_share(config_files: Sequence[Path], bindings: Sequence[str] = (), *, iterations: int = 30,
+               seed: int = 0) -> dict[str, float]:
+    """Median seconds of ``tasks.sample`` and of the rest of a meta-iteration (meta-gradient and
+    optimiser step) of the configured experiment, timed alternately in one run."""
+    from metalearning.config import load_config
+    from metalearning.training import MetaTrainer, init_state
+
+    load_config(config_files, bindings)
+    torch.manual_seed(seed)
+    trainer = MetaTrainer()
+    state = init_state(trainer, seed)
+    sample_s, step_s = [], []
+    for _ in range(iterations + 2):
+        start = time.perf_counter()
+        batch = trainer.tasks.sample(trainer.meta_batch_size, state.generator)
+        middle = time.perf_counter()
+        grads, _ = trainer.algorithm.meta_gradient(state.meta_params, batch, trainer.loss)
+        set_meta_grads(state.meta_params, grads)
+        state.optimizer.step()
+        sample_s.append(middle - start)
+        step_s.append(time.perf_counter() - middle)
+    sample, step = statistics.median(sample_s[2:]), statistics.median(step_s[2:])
+    return {"sample_s": sample, "step_s": step, "share": sample / (sample + step)}
+
+
+def print_data_share(config_files: Sequence[Path], bindings: Sequence[str] = (), iterations: int = 30,
+                     threads: int | None = None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    r = data_share(config_files, bindings, iterations=iterations)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {iterations} timed iterations")
+    print(f"{'experiment':<40} {'sample ms':>10} {'step ms':>10} {'data share':>11}")
+    name = ", ".join(Path(f).stem for f in config_files)
+    print(f"{name:<40} {1e3 * r['sample_s']:>10.2f} {1e3 * r['step_s']:>10.1f} {100 * r['share']:>10.2f}%")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,26 @@ def _split_sine(args) -> None:
 def _bench(args) -> None:
     from metalearning import bench
 
-    bench.main(args.iterations, args.threads)
+    if args.config:
+        bench.print_data_share(args.config, args.bind, args.iterations, args.threads)
+    else:
+        bench.main(args.iterations, args.threads)
+
+
+def _adapt(args) -> None:
+    from metalearning import adapt_images as ai
+    from metalearning.metrics_io import write_json
+
+    model = ai.load_adaptable(args.checkpoint)
+    support = ai.read_support_folder(args.support, model.image_format)
+    query = ai.read_query(args.query, model.image_format)
+    predictions = ai.adapt_and_predict(model, support, query, steps=args.steps, bn_mode=args.bn_mode)
+    print(f"{type(model.algorithm).__name__} {model.ways}-way, {predictions.steps} inner steps, "
+          f"{predictions.bn_mode} batch norm, {len(support.files)} support / {len(query.files)} query images",
+          file=sys.stderr)
+    print("\n".join(ai.format_predictions(predictions)))
+    if args.json:
+        write_json(args.json, predictions.as_dict())
 
 
 def _mongo_arg(p: argparse.ArgumentParser) -> None:
@@ -89,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     _mongo_arg(p)
     p.set_defaults(fn=_test)
 
+    p = sub.add_parser("adapt", help="adapt a meta-trained checkpoint to your own few-shot images and predict")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--support", type=Path, required=True, help="folder with one sub-folder of images per class")
+    p.add_argument("--query", type=Path, nargs="+", required=True, help="query images and/or folders of them")
+    p.add_argument("--steps", type=int, default=None, help="inner steps (default: the algorithm's eval_inner_steps)")
+    p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
+    p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here")
+    p.set_defaults(fn=_adapt)
+
     add_runs_parser(sub)
 
     p = sub.add_parser("split-sine", help="write a fixed, seeded sine meta-test set")
@@ -100,7 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(fn=_split_sine)
 
-    p = sub.add_parser("bench", help="vmap vs per-task-loop meta-training throughput")
+    p = sub.add_parser("bench", help="vmap vs per-task-loop meta-training throughput; with --config, the "
+                       "share of a meta-iteration spent sampling data")
+    p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s)")
+    p.add_argument("--bind", action="append", default=[], help="extra gin binding")
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(fn=_bench)

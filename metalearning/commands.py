@@ -17,7 +17,6 @@ from metalearning.tasks.sine import SineTasks
 from metalearning.tasks.sine_testset import as_tasks, build_meta_test_set, load_meta_test_set, save_meta_test_set
 from metalearning.training import CheckpointPolicy, MetaTrainer, init_state, meta_train, save_state
 
-VAL_TASKS = 100
 VAL_SEED_OFFSET = 1_000_003  # validation tasks come from a stream disjoint from training's
 
 
@@ -69,7 +68,7 @@ def _record_training(config_text: str, config: dict, *, seed: int, out_dir: Path
         if resume is not None:
             state.load_state_dict(resume["training_state"] | {"meta_params": resume["meta_params"]})
             curve.rows.update(resume["learning_curve"])
-        val_tasks = trainer.tasks.sample(VAL_TASKS, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        val_tasks = trainer.tasks.sample(trainer.meta_val_tasks, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
         policy = CheckpointPolicy(out_dir / "checkpoint.pt", config["checkpoint_every"],
                                   extra={"gin_config": config_text, "seed": seed, "sacred_run_id": run._id,
                                          "learning_curve": curve.rows})  # live: saved as it grows
@@ -86,7 +85,8 @@ def _write_training_outputs(run, out_dir: Path, curve: CurveRecorder, result) ->
     curve.write_csv(out_dir / "learning_curve.csv")
     for name in ("operative_config.gin", "checkpoint.pt", "learning_curve.csv"):
         run.add_artifact(str(out_dir / name))
-    metrics = {"final_meta_train_loss": result.final_meta_loss, "final_meta_val_mse": result.val_mse,
+    metrics = {"final_meta_train_loss": result.final_meta_loss,
+               **{f"final_meta_val_{name}": value for name, value in result.val.items()},
                "meta_iterations": result.iterations}
     write_json(out_dir / "train_metrics.json", {**metrics, "sacred_run_id": run._id})
     return metrics

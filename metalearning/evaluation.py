@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -17,31 +17,56 @@ from metalearning.core.batching import num_tasks, over_tasks
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def _loss_path(algo: MetaLearner, steps: int, loss: LossFn, meta_params: MetaParams, task: Any) -> Tensor:
+ScoreFn = Callable[[Any, Any], Tensor]  # score(params, query batch) -> scalar
+
+
+def _score_path(algo: MetaLearner, steps: int, loss: LossFn, scores: Mapping[str, ScoreFn],
+                meta_params: MetaParams, task: Any) -> dict[str, Tensor]:
     path = algo.adaptation_path(meta_params, task.support, loss, steps)
-    return torch.stack([loss(params, task.query) for params in path])
+    return {name: torch.stack([score(params, task.query) for params in path]) for name, score in scores.items()}
 
 
-def adapted_query_losses(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn,
-                         steps: int, chunk_size: int = 2000) -> Tensor:
-    """Query loss of every task after 0, 1, …, ``steps`` inner steps.
+def adapted_scores(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn, steps: int,
+                   scores: Mapping[str, ScoreFn], chunk_size: int = 2000) -> dict[str, Tensor]:
+    """Every ``scores`` entry on every task's query set after 0, 1, …, ``steps`` inner steps.
+
+    One adaptation path per task serves all scores (e.g. the accuracy under both batch-norm
+    modes). Tasks are vmapped in chunks of ``chunk_size`` to bound memory.
 
     Returns:
-        ``[tasks, steps + 1]``; column 0 is the un-adapted meta-learned initialisation.
+        name → ``[tasks, steps + 1]``; column 0 is the un-adapted meta-learned initialisation.
     """
-    fn = partial(_loss_path, algo, steps, loss)
+    fn = partial(_score_path, algo, steps, loss, dict(scores))
     n = num_tasks(tasks)
     with torch.no_grad():
         chunks = [
             over_tasks(fn, meta_params, pytree.tree_map(lambda t: t[i : i + chunk_size], tasks))
             for i in range(0, n, chunk_size)
         ]
-    return torch.cat(chunks)
+    return {name: torch.cat([c[name] for c in chunks]) for name in scores}
 
 
-def query_mse_after(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn, steps: int) -> float:
-    """Mean query loss after ``steps`` inner steps (the validation number logged while training)."""
-    return float(adapted_query_losses(algo, meta_params, tasks, loss, steps)[:, -1].mean())
+def adapted_query_losses(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn,
+                         steps: int, chunk_size: int = 2000) -> Tensor:
+    """Query loss of every task after 0, 1, …, ``steps`` inner steps: ``[tasks, steps + 1]``."""
+    return adapted_scores(algo, meta_params, tasks, loss, steps, {"loss": loss}, chunk_size)["loss"]
+
+
+def metric_scores(predict: Callable[[Any, Any], Tensor],
+                  metrics: Mapping[str, Callable[[Tensor, Tensor], Tensor]]) -> dict[str, ScoreFn]:
+    """``metric(predict(params, batch), batch[1])`` as score functions, one per metric."""
+    return {name: partial(_metric_score, predict, metric) for name, metric in metrics.items()}
+
+
+def _metric_score(predict, metric, params, batch) -> Tensor:
+    return metric(predict(params, batch), batch[1])
+
+
+def validation_metrics(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn, predict,
+                       metrics: Mapping[str, Callable[[Tensor, Tensor], Tensor]], steps: int) -> dict[str, float]:
+    """Mean of each metric over ``tasks``' query sets after ``steps`` inner steps (logged while training)."""
+    per_task = adapted_scores(algo, meta_params, tasks, loss, steps, metric_scores(predict, metrics))
+    return {name: float(values[:, -1].mean()) for name, values in per_task.items()}
 
 
 def mean_ci95(samples: Tensor) -> tuple[float, float]:

@@ -43,3 +43,17 @@ def sine_bindings(params: dict, origin: Path = DEFAULT_PARAMS) -> list[str]:
     """Gin bindings the active profile imposes on every sine experiment."""
     iterations = active_profile(params, origin).get("sine_meta_iterations")
     return [] if iterations is None else [f"MetaTrainer.meta_iterations = {int(iterations)}"]
+
+
+def omniglot_variant(params: dict, origin: Path = DEFAULT_PARAMS) -> str:
+    """The Omniglot variant (``small`` or ``full``) of the active profile."""
+    return _get(active_profile(params, origin), "omniglot_variant", origin)
+
+
+def fewshot_bindings(params: dict, task: str, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
+    """Gin bindings the active profile imposes on one few-shot experiment (``<task>.experiments``).
+
+    The ``cpu`` profile applies the experiment's ``cpu`` list; other profiles none.
+    """
+    entry = _get(params, f"{task}.experiments.{experiment}", origin)
+    return [str(b) for b in entry.get(params["profile"], [])] if isinstance(entry, dict) else []

@@ -22,9 +22,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from metalearning.checkpoints import save_checkpoint
+from metalearning.core.adapt import Batch
 from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves, set_meta_grads
-from metalearning.core.functional import make_loss
-from metalearning.evaluation import query_mse_after
+from metalearning.core.functional import predictor as plain_predictor
+from metalearning.evaluation import validation_metrics
 from metalearning.rng import get_rng_states, set_rng_states
 
 
@@ -38,24 +39,46 @@ class MetricsSink(Protocol):
 class MetaTrainer:
     """Everything one meta-training run needs, bound from gin (STYLE P4 names).
 
+    The loss of both loops is ``tasks.criterion(predict(params, batch), batch[1])``; validation
+    logs every metric of ``tasks.metrics`` (e.g. ``mse``; ``loss`` and ``accuracy``) on the query
+    sets of fixed validation tasks, after ``algorithm.eval_inner_steps`` inner steps.
+
     Args:
         algorithm: a :class:`~metalearning.core.algorithms.MetaLearner`.
         learner: the model whose parameters are meta-learned (built once, seeded).
-        tasks: the task distribution; provides ``sample(n, generator)`` and ``criterion``.
+        tasks: the task distribution; provides ``sample(n, generator)``, ``criterion(outputs,
+            targets)`` and ``metrics`` (name → ``fn(outputs, targets)``).
         meta_optimizer: optimiser class called on the meta-parameter leaves (lr bound in gin).
         meta_batch_size: tasks per meta-iteration.
         meta_iterations: number of meta-iterations.
         anneal_meta_lr: linearly anneal the meta learning rate to 0 (reptile.md appendix).
         log_every: meta-iterations per logged point of the learning curve.
+        predictor: ``predictor(learner) -> predict(params, batch)``; default: the learner applied
+            to ``batch[0]``. Batch-norm classifiers bind
+            :func:`~metalearning.learners.classification.classification_predictor` (BN mode).
+        meta_val_tasks: number of fixed validation tasks (drawn once from ``tasks`` with a seed
+            stream disjoint from training's).
     """
 
     def __init__(self, *, algorithm: MetaLearner, learner: nn.Module, tasks, meta_optimizer: Callable,
                  meta_batch_size: int, meta_iterations: int, anneal_meta_lr: bool = False,
-                 log_every: int = 100):
+                 log_every: int = 100, predictor: Callable[[nn.Module], Callable] = plain_predictor,
+                 meta_val_tasks: int = 100):
         self.algorithm, self.learner, self.tasks = algorithm, learner, tasks
         self.meta_optimizer, self.meta_batch_size = meta_optimizer, meta_batch_size
         self.meta_iterations, self.anneal_meta_lr, self.log_every = meta_iterations, anneal_meta_lr, log_every
-        self.loss = make_loss(learner, tasks.criterion)
+        self.predict, self.meta_val_tasks = predictor(learner), meta_val_tasks
+        criterion = tasks.criterion
+
+        def loss(params, batch: Batch) -> Tensor:
+            return criterion(self.predict(params, batch), batch[1])
+
+        self.loss = loss
+
+    def validate(self, meta_params: MetaParams, val_tasks) -> dict[str, float]:
+        """Mean of each of ``tasks.metrics`` on ``val_tasks``' query sets after adaptation."""
+        return validation_metrics(self.algorithm, meta_params, val_tasks, self.loss, self.predict,
+                                  self.tasks.metrics, self.algorithm.eval_inner_steps)
 
 
 @dataclass(frozen=True)
@@ -78,14 +101,14 @@ class TrainingState:
     iteration: int = 0
     window: list[Tensor] = field(default_factory=list)
     train_loss: float = math.nan
-    val_mse: float = math.nan
+    val: dict[str, float] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "task_generator": self.generator.get_state(),
             "window": [w.detach().clone() for w in self.window], "train_loss": self.train_loss,
-            "val_mse": self.val_mse, "rng": get_rng_states(),
+            "val": dict(self.val), "rng": get_rng_states(),
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
@@ -97,7 +120,7 @@ class TrainingState:
         self.schedule.load_state_dict(saved["schedule"])
         self.generator.set_state(saved["task_generator"])
         self.iteration, self.window = saved["iteration"], list(saved["window"])
-        self.train_loss, self.val_mse = saved["train_loss"], saved["val_mse"]
+        self.train_loss, self.val = saved["train_loss"], dict(saved["val"])
         set_rng_states(saved["rng"])
 
 
@@ -107,7 +130,7 @@ class TrainResult:
     optimizer: torch.optim.Optimizer
     iterations: int
     final_meta_loss: float
-    val_mse: float
+    val: dict[str, float]
 
 
 def init_state(trainer: MetaTrainer, seed: int) -> TrainingState:
@@ -136,12 +159,12 @@ def _step(trainer: MetaTrainer, state: TrainingState) -> None:
 
 
 def _log(trainer: MetaTrainer, state: TrainingState, sink: MetricsSink, val_tasks) -> None:
-    algo = trainer.algorithm
     state.train_loss = float(torch.stack(state.window).mean())
     state.window.clear()
-    state.val_mse = query_mse_after(algo, state.meta_params, val_tasks, trainer.loss, algo.eval_inner_steps)
+    state.val = trainer.validate(state.meta_params, val_tasks)
     sink.log_scalar("meta_train.loss", state.train_loss, state.iteration)
-    sink.log_scalar("meta_val.mse", state.val_mse, state.iteration)
+    for name, value in state.val.items():
+        sink.log_scalar(f"meta_val.{name}", value, state.iteration)
 
 
 def save_state(policy: CheckpointPolicy, state: TrainingState, **extra: Any) -> None:
@@ -168,7 +191,8 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
     """Run ``trainer`` from ``state`` (fresh from :func:`init_state`, or restored) to the end.
 
     Logs ``meta_train.loss`` (mean query loss after adaptation over the last ``log_every``
-    iterations) and ``meta_val.mse`` (on the fixed ``val_tasks``) every ``log_every`` iterations.
+    iterations) and ``meta_val.<metric>`` for each of ``tasks.metrics`` (on the fixed
+    ``val_tasks``) every ``log_every`` iterations.
 
     Raises:
         FloatingPointError: the meta-loss is NaN/inf (the bad update is not applied).
@@ -182,10 +206,11 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
             bar.update()
             if state.iteration % trainer.log_every == 0 or state.iteration == trainer.meta_iterations:
                 _log(trainer, state, sink, val_tasks)
-                bar.set_postfix(loss=f"{state.train_loss:.3f}", val_mse=f"{state.val_mse:.3f}")
+                shown = {f"val_{k}": f"{v:.3f}" for k, v in state.val.items()}
+                bar.set_postfix(loss=f"{state.train_loss:.3f}", **shown)
             if checkpoint and (state.iteration % checkpoint.every == 0 or interrupted()):
                 save_state(checkpoint, state)
             if interrupted():
                 raise KeyboardInterrupt(f"interrupted after meta-iteration {state.iteration}")
     return TrainResult(meta_params=state.meta_params, optimizer=state.optimizer, iterations=state.iteration,
-                       final_meta_loss=state.train_loss, val_mse=state.val_mse)
+                       final_meta_loss=state.train_loss, val=state.val)

@@ -8,7 +8,7 @@ from metalearning.report.sine import load_results, write_report
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--metrics", type=Path, default=Path("metrics/sine"))
-parser.add_argument("--models", type=Path, default=Path("models"))
+parser.add_argument("--models", type=Path, default=Path("models/sine"))
 parser.add_argument("--out", type=Path, default=Path("reports/sine"))
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()

@@ -38,3 +38,36 @@ def small_loss(small_model):
 def sine_batch():
     """Three float64 5-shot sine tasks with 7 query points each."""
     return SineTasks(support_size=5, query_size=7).sample(3, torch.Generator().manual_seed(1), torch.float64)
+
+
+def fake_omniglot(directory: Path, characters: int = 40) -> list[str]:
+    """A random Omniglot-format array file and split in ``directory``; the gin bindings that use them."""
+    import numpy as np
+
+    from metalearning.data.arrays import save_arrays
+    from metalearning.data.omniglot import write_split
+
+    rng = np.random.default_rng(0)
+    names = np.array([f"alphabet{i % 4}/character{i:02d}" for i in range(characters)])
+    save_arrays(directory / "omniglot.npz", {
+        "images": rng.integers(0, 256, (characters, 20, 28, 28), dtype=np.uint8),
+        "characters": names, "alphabets": np.array([n.split("/")[0] for n in names])})
+    write_split(directory / "omniglot.npz", directory / "split.json", seed=0)
+    return [f"omniglot_classes.data_file = '{directory / 'omniglot.npz'}'",
+            f"omniglot_classes.split_file = '{directory / 'split.json'}'"]
+
+
+def fake_miniimagenet(directory: Path, classes: int = 8, per_class: int = 20) -> list[str]:
+    """Random MiniImagenet-format split files (84×84 RGB) in ``directory``; the bindings that use them."""
+    import numpy as np
+
+    from metalearning.data.arrays import save_arrays
+
+    rng = np.random.default_rng(1)
+    bindings = []
+    for split in ("meta_train", "meta_test"):
+        path = directory / f"miniimagenet_{split}.npz"
+        save_arrays(path, {"images": rng.integers(0, 256, (classes, per_class, 84, 84, 3), dtype=np.uint8),
+                           "labels": np.array([f"n{split}{c:03d}" for c in range(classes)])}, compress=False)
+        bindings.append(f"{split}/miniimagenet_classes.data_file = '{path}'")
+    return bindings

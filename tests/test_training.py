@@ -43,7 +43,7 @@ def test_maml_learns_sine_within_a_short_run(repo):
     """
     result, rows = _train(repo, "maml_sine_10shot", 1000, 0, "meta_lr = 0.005", "MetaTrainer.meta_batch_size = 8")
     assert rows[min(rows)]["meta_val.mse"] > 3.5
-    assert result.val_mse < 3.0
+    assert result.val["mse"] < 3.0
 
 
 def test_nan_meta_loss_stops_training(repo):

@@ -44,12 +44,28 @@ def _unflatten(meta_params: MetaParams, flat: list[Tensor]) -> MetaParams:
     return {g: {k: next(it) for k in group} for g, group in meta_params.items()}
 
 
+def minibatch(support: Batch, step: int, batch_size: int | None) -> Batch:
+    """The support examples inner step ``step`` (0-based) trains on.
+
+    ``batch_size=None``: the whole support set. Otherwise examples ``step·b … step·b + b − 1``
+    taken cyclically, so consecutive steps sweep the support set in order, as Reptile's inner
+    loop does over its shuffled mini-dataset (reptile.md Algorithm 2 with minibatches, §6).
+    Leaves are ``[S, ...]`` (one task; the algorithms call this inside ``vmap``).
+    """
+    if batch_size is None:
+        return support
+    size = support[0].shape[0]
+    index = (torch.arange(batch_size) + step * batch_size) % size
+    return tuple(t.index_select(0, index) for t in support)
+
+
 class MetaLearner(ABC):
     """Shared surface of all algorithms; subclasses differ in step size and outer rule."""
 
     inner_steps: int
     eval_inner_steps: int
     rule: SGD | Adam = SGD()
+    eval_inner_batch_size: int | None = None  # support examples per meta-test inner step (None: all)
 
     def init_meta_params(self, params: Params, generator: torch.Generator) -> MetaParams:
         """Meta-parameters as leaf tensors that require grad, starting at ``params``."""
@@ -65,9 +81,10 @@ class MetaLearner(ABC):
         """θ_0 … θ_steps for one task (inner rule state carried across the steps)."""
         params, state = meta_params["theta"], None
         path = [params]
-        for _ in range(steps):
+        for step in range(steps):
             params, state = adapt_with_state(
-                params, support, loss=loss, inner_lr=self.step_size(meta_params),
+                params, minibatch(support, step, self.eval_inner_batch_size), loss=loss,
+                inner_lr=self.step_size(meta_params),
                 inner_steps=1, first_order=True, rule=self.rule, state=state,
             )
             path.append(params)
@@ -160,19 +177,33 @@ class Reptile(MetaLearner):
             moments are carried across the inner steps of one task and start from zero for
             every task, so nothing leaks between tasks, or from meta-training to meta-test.
         adam_beta2: β2 of the inner Adam.
+        inner_batch_size: support examples per inner step in meta-training, swept cyclically
+            (:func:`minibatch`; reptile.md Table 3 "inner batch size"), or ``None`` for all.
+            Sample the support sets shuffled (``FewShotTasks.shuffle_support``) so a minibatch
+            is not one class.
+        eval_inner_batch_size: the same at meta-test time (Table 3 "eval. inner batch size").
     """
 
     def __init__(self, *, inner_lr: float, inner_steps: int, eval_inner_steps: int,
-                 inner_optimizer: str, adam_beta2: float = 0.999):
+                 inner_optimizer: str, adam_beta2: float = 0.999, inner_batch_size: int | None = None,
+                 eval_inner_batch_size: int | None = None):
         rules = {"sgd": SGD(), "adam": Adam(beta1=0.0, beta2=adam_beta2)}
         if inner_optimizer not in rules:
             raise ValueError(f"Reptile.inner_optimizer must be one of {sorted(rules)}, got {inner_optimizer!r}")
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.rule = rules[inner_optimizer]
+        self.inner_batch_size, self.eval_inner_batch_size = inner_batch_size, eval_inner_batch_size
 
     def _adapt_and_score(self, theta: Params, task: Any, loss: LossFn) -> tuple[Params, Tensor]:
-        adapted = adapt(theta, task.support, loss=loss, inner_lr=self.inner_lr,
-                        inner_steps=self.inner_steps, first_order=True, rule=self.rule)
+        if self.inner_batch_size is None:
+            adapted = adapt(theta, task.support, loss=loss, inner_lr=self.inner_lr,
+                            inner_steps=self.inner_steps, first_order=True, rule=self.rule)
+        else:
+            adapted, state = theta, None
+            for step in range(self.inner_steps):
+                adapted, state = adapt_with_state(
+                    adapted, minibatch(task.support, step, self.inner_batch_size), loss=loss,
+                    inner_lr=self.inner_lr, inner_steps=1, first_order=True, rule=self.rule, state=state)
         return adapted, loss(adapted, task.query)
 
     def meta_gradient(self, meta_params, tasks, loss, *, vectorize=True):

@@ -6,7 +6,12 @@ The data is a uint8 tensor of classes, ``[C, M, H, W]`` (grey, e.g. Omniglot) or
 are support, the rest query, so no image is in both. Label ``i`` of a task is its ``i``-th
 picked class; the classes are drawn in random order, so the class→label map is a fresh random
 permutation per task. Examples are grouped by label (label-major), which the order-invariant
-losses and learners here do not see.
+losses and learners here do not see; ``shuffle_support`` permutes each support set for
+algorithms that split it into inner minibatches (Reptile).
+
+Every query batch carries its task's support inputs as a third element, ``(xq, yq, xs)``:
+the context a non-transductive batch-norm loss normalises each query example with
+(:mod:`metalearning.learners.classification`); everything else reads only ``(xq, yq)``.
 
 Sampling is pure tensor indexing: one ``topk`` of random keys for the classes, one for the
 images, one ``index_select`` of the pixels, then the uint8→float conversion of only the picked images.
@@ -86,6 +91,28 @@ def gather(classes: Tensor, ids: EpisodeIds, shots: int, dtype: torch.dtype = to
     return Task(support=part(slice(0, shots)), query=part(slice(shots, per_class)))
 
 
+def with_context(task: Task) -> Task:
+    """``Task(support=(xs, ys), query=(xq, yq))`` → ``Task(support=(xs, ys), query=(xq, yq, xs))``.
+
+    Works on one task or a batch of tasks (``[tasks, ...]`` leaves); the support inputs are
+    shared, not copied. Idempotent.
+    """
+    return Task(support=task.support, query=(*task.query[:2], task.support[0]))
+
+
+def shuffle_support(task: Task, generator: torch.Generator) -> Task:
+    """Each task's support examples in a fresh random order (inputs and targets alike)."""
+    xs, ys = task.support
+    order = torch.rand(ys.shape, generator=generator).argsort(dim=-1)
+    shuffled = order.view(*order.shape, *[1] * (xs.dim() - order.dim())).expand_as(xs)
+    return Task(support=(xs.gather(1, shuffled), ys.gather(1, order)), query=task.query)
+
+
+def accuracy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Fraction of rows whose arg-max is the target: logits ``[..., B, ways]``, targets ``[..., B]``."""
+    return (logits.argmax(dim=-1) == targets).to(logits.dtype).mean(dim=-1)
+
+
 @gin.configurable
 class FewShotTasks:
     """The task distribution of N-way K-shot classification over a fixed set of classes.
@@ -95,15 +122,18 @@ class FewShotTasks:
         ways: N, classes per task.
         shots: K, support images per class.
         queries: query images per class (MAML: 15 for MiniImagenet; Omniglot training uses K).
+        shuffle_support: put each support set in random order (for inner minibatches).
     """
 
     criterion = staticmethod(F.cross_entropy)  # logits [ways*shots, ways] vs targets [ways*shots]
+    metrics = {"loss": F.cross_entropy, "accuracy": accuracy}  # logged on validation tasks
 
-    def __init__(self, *, classes: Tensor, ways: int, shots: int, queries: int):
+    def __init__(self, *, classes: Tensor, ways: int, shots: int, queries: int, shuffle_support: bool = False):
         if classes.dtype != torch.uint8 or classes.dim() not in (4, 5):
             raise ValueError(f"classes must be uint8 [C, M, H, W(, 3)], "
                              f"got {classes.dtype} {tuple(classes.shape)}")
         self.classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
+        self.shuffle_support = shuffle_support
         self.draw(1, torch.Generator().manual_seed(0))  # fail now, not at the first batch, if too small
 
     def draw(self, n: int, generator: torch.Generator) -> EpisodeIds:
@@ -113,8 +143,11 @@ class FewShotTasks:
                              tasks=n, generator=generator)
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Task:
-        """A meta-batch of ``n`` episodes (see :func:`gather` for the shapes)."""
-        return gather(self.classes, self.draw(n, generator), self.shots, dtype)
+        """A meta-batch of ``n`` episodes (:func:`gather`'s shapes), queries with context."""
+        task = gather(self.classes, self.draw(n, generator), self.shots, dtype)
+        if self.shuffle_support:
+            task = shuffle_support(task, generator)
+        return with_context(task)
 
 
 def tensor_sha256(t: Tensor) -> str:
@@ -147,10 +180,10 @@ def load_episode_set(path: os.PathLike | str) -> dict:
 
 
 def episode_set_task(data: dict, classes: Tensor, dtype: torch.dtype = torch.float32) -> Task:
-    """Materialise a fixed episode set on ``classes``, which must be the tensor it was built on."""
+    """Materialise a fixed episode set on ``classes`` (the tensor it was built on), queries with context."""
     if tensor_sha256(classes) != data["classes_sha256"]:
         raise ValueError("the class tensor differs from the one this episode set was built on")
-    return gather(classes, EpisodeIds(data["class_ids"], data["image_ids"]), data["shots"], dtype)
+    return with_context(gather(classes, EpisodeIds(data["class_ids"], data["image_ids"]), data["shots"], dtype))
 
 
 def time_sample(tasks: FewShotTasks, *, meta_batch_size: int = 32, repeats: int = 20, seed: int = 0) -> float:

@@ -109,6 +109,21 @@ def variant_archives(variant: str) -> tuple[str, ...]:
     return VARIANTS[variant]
 
 
+def download_omniglot(variant: str, raw_dir: os.PathLike | str, *, mirrors: Iterable[os.PathLike | str] = (),
+                      opener: Opener = urllib.request.urlopen, progress: bool = True) -> list[Path]:
+    """Fetch (mirror first, then the official URL) and MD5-verify the archives of ``variant``
+    into ``raw_dir``; returns their paths (see :func:`metalearning.data.download.fetch`)."""
+    mirrors = list(mirrors)
+    return [fetch(archive(name), raw_dir, mirrors=mirrors, opener=opener, progress=progress)
+            for name in variant_archives(variant)]
+
+
+def preprocess_omniglot(zips: Sequence[os.PathLike | str], out: os.PathLike | str) -> Path:
+    """Resize, invert and merge the characters of ``zips`` into the array file ``out`` (+ checksum)."""
+    save_arrays(out, build_arrays(merge_characters([read_characters(z) for z in zips])))
+    return Path(out)
+
+
 def prepare_omniglot(variant: str, data_dir: os.PathLike | str, *, mirrors: Iterable[os.PathLike | str] = (),
                      opener: Opener = urllib.request.urlopen, progress: bool = True) -> Path:
     """Fetch the archives of ``variant`` into ``data_dir/raw`` and write ``data_dir/omniglot_<variant>.npz``.
@@ -118,11 +133,8 @@ def prepare_omniglot(variant: str, data_dir: os.PathLike | str, *, mirrors: Iter
     out = Path(data_dir) / f"omniglot_{variant}.npz"
     if is_current(out):
         return out
-    mirrors = list(mirrors)
-    zips = [fetch(archive(name), Path(data_dir) / "raw", mirrors=mirrors, opener=opener, progress=progress)
-            for name in variant_archives(variant)]
-    save_arrays(out, build_arrays(merge_characters([read_characters(z) for z in zips])))
-    return out
+    zips = download_omniglot(variant, Path(data_dir) / "raw", mirrors=mirrors, opener=opener, progress=progress)
+    return preprocess_omniglot(zips, out)
 
 
 def is_current(path: Path) -> bool:

@@ -31,18 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearning.core.adapt import Batch, LossFn, Params
-from metalearning.tasks.sine import Task
+from metalearning.core.functional import Predict
+from metalearning.data.episodes import accuracy, with_context
+
+__all__ = ["BN_MODES", "accuracy", "classification_predictor", "make_classification_loss", "predict_logits",
+           "with_context"]
 
 BN_MODES = ("transductive", "non_transductive")
-
-
-def with_context(task: Task) -> Task:
-    """``Task(support=(xs, ys), query=(xq, yq))`` → ``Task(support=(xs, ys), query=(xq, yq, xs))``.
-
-    Works on one task or a batch of tasks (``[tasks, ...]`` leaves); the support inputs are
-    shared, not copied.
-    """
-    return Task(support=task.support, query=(*task.query[:2], task.support[0]))
 
 
 def _check_mode(bn_mode: str) -> None:
@@ -81,6 +76,23 @@ def predict_logits(model: nn.Module, params: Params, batch: Batch, bn_mode: str)
 
 
 @gin.configurable
+def classification_predictor(model: nn.Module, bn_mode: str) -> Predict:
+    """``predict(params, batch)`` → logits under ``bn_mode`` (:func:`predict_logits`); the
+    ``MetaTrainer.predictor`` of batch-norm classifiers.
+
+    Args:
+        model: a learner with stateless batch norm.
+        bn_mode: ``"transductive"`` or ``"non_transductive"`` (reptile.md §6).
+    """
+    _check_mode(bn_mode)
+
+    def predict(params: Params, batch: Batch) -> Tensor:
+        return predict_logits(model, params, batch, bn_mode)
+
+    predict.bn_mode = bn_mode  # read by reports and the adapt CLI
+    return predict
+
+
 def make_classification_loss(model: nn.Module, bn_mode: str) -> LossFn:
     """``loss(params, batch)``: mean cross-entropy of :func:`predict_logits` against ``batch[1]``.
 
@@ -92,14 +104,9 @@ def make_classification_loss(model: nn.Module, bn_mode: str) -> LossFn:
         model: a learner with stateless batch norm, e.g. :class:`~metalearning.learners.conv.Conv4`.
         bn_mode: ``"transductive"`` or ``"non_transductive"`` (reptile.md §6).
     """
-    _check_mode(bn_mode)
+    predict = classification_predictor(model, bn_mode)
 
     def loss(params: Params, batch: Batch) -> Tensor:
-        return F.cross_entropy(predict_logits(model, params, batch, bn_mode), batch[1])
+        return F.cross_entropy(predict(params, batch), batch[1])
 
     return loss
-
-
-def accuracy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Fraction of rows whose arg-max is the target: logits ``[..., B, ways]``, targets ``[..., B]``."""
-    return (logits.argmax(dim=-1) == targets).to(logits.dtype).mean(dim=-1)

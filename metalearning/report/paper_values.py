@@ -15,3 +15,39 @@ METASGD_TABLE1 = {
 # maml.md Appendix C.1, Table 2: 5-shot MSE of MAML after 1, 5 and 10 inner steps on MAML's
 # sine family (ω = 1); the paper gives no confidence interval.
 MAML_TABLE2 = {1: 0.67, 5: 0.38, 10: 0.35}
+
+# Few-shot classification accuracy (%) ± 95% CI, keyed by (algorithm, dataset, ways, shots)
+# → {batch-norm mode: (accuracy, ci95)}. "transductive" where the paper says so (reptile.md §6:
+# "Finn et al. use transduction"); Meta-SGD does not state its mode ("not stated").
+FEWSHOT = {
+    # maml.md Table 1 (Omniglot: the authors' own 1200/423 split, so not strictly comparable)
+    ("MAML", "omniglot", 5, 1): {"transductive": (98.7, 0.4)},
+    ("MAML", "omniglot", 5, 5): {"transductive": (99.9, 0.1)},
+    ("MAML", "omniglot", 20, 1): {"transductive": (95.8, 0.3)},
+    ("MAML", "omniglot", 20, 5): {"transductive": (98.9, 0.2)},
+    ("MAML", "miniimagenet", 5, 1): {"transductive": (48.70, 1.84)},
+    ("MAML", "miniimagenet", 5, 5): {"transductive": (63.11, 0.92)},
+    # reptile.md Table 2 (first-order MAML run with MAML's code and hyper-parameters) / maml.md Table 1
+    ("FOMAML", "omniglot", 5, 1): {"transductive": (98.3, 0.5)},
+    ("FOMAML", "omniglot", 5, 5): {"transductive": (99.2, 0.2)},
+    ("FOMAML", "omniglot", 20, 1): {"transductive": (89.4, 0.5)},
+    ("FOMAML", "omniglot", 20, 5): {"transductive": (97.9, 0.1)},
+    ("FOMAML", "miniimagenet", 5, 1): {"transductive": (48.07, 1.75)},
+    ("FOMAML", "miniimagenet", 5, 5): {"transductive": (63.15, 0.91)},
+    # meta-sgd.md Tables 2 and 3
+    ("MetaSGD", "omniglot", 5, 1): {"not stated": (99.53, 0.26)},
+    ("MetaSGD", "omniglot", 5, 5): {"not stated": (99.93, 0.09)},
+    ("MetaSGD", "omniglot", 20, 1): {"not stated": (95.93, 0.38)},
+    ("MetaSGD", "omniglot", 20, 5): {"not stated": (98.97, 0.19)},
+    ("MetaSGD", "miniimagenet", 5, 1): {"not stated": (50.47, 1.87)},
+    ("MetaSGD", "miniimagenet", 5, 5): {"not stated": (64.03, 0.94)},
+    ("MetaSGD", "miniimagenet", 20, 1): {"not stated": (17.56, 0.64)},
+    ("MetaSGD", "miniimagenet", 20, 5): {"not stated": (28.92, 0.35)},
+    # reptile.md Tables 1 and 2
+    ("Reptile", "omniglot", 5, 1): {"non_transductive": (95.39, 0.09), "transductive": (97.68, 0.04)},
+    ("Reptile", "omniglot", 5, 5): {"non_transductive": (98.90, 0.10), "transductive": (99.48, 0.06)},
+    ("Reptile", "omniglot", 20, 1): {"non_transductive": (88.14, 0.15), "transductive": (89.43, 0.14)},
+    ("Reptile", "omniglot", 20, 5): {"non_transductive": (96.65, 0.33), "transductive": (97.12, 0.32)},
+    ("Reptile", "miniimagenet", 5, 1): {"non_transductive": (47.07, 0.26), "transductive": (49.97, 0.32)},
+    ("Reptile", "miniimagenet", 5, 5): {"non_transductive": (62.74, 0.37), "transductive": (65.99, 0.58)},
+}

@@ -56,6 +56,7 @@ class SineTasks:
     """
 
     criterion = staticmethod(F.mse_loss)
+    metrics = {"mse": F.mse_loss}  # logged on validation tasks while training
 
     def __init__(
         self,

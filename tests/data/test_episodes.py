@@ -31,7 +31,8 @@ def decode(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def check_episodes(task, ways: int, shots: int, queries: int) -> None:
     """Every invariant an episode batch must satisfy (labels, counts, disjointness, consistency)."""
-    (xs, ys), (xq, yq) = task.support, task.query
+    (xs, ys), (xq, yq, context) = task.support, task.query
+    assert context is xs  # the query batches carry their task's support inputs (non-transductive BN)
     for y, per_label in ((ys, shots), (yq, queries)):
         assert y.dtype == torch.int64
         counts = torch.stack([(y == label).sum(dim=1) for label in range(ways)], dim=1)
@@ -58,6 +59,19 @@ def test_shapes_dtypes_and_range_grey():
     assert 0 <= task.support[0].min() and task.support[0].max() <= 1
     assert tasks.sample(1, torch.Generator(), torch.float64).query[0].dtype == torch.float64
     check_episodes(task, 5, 2, 3)
+
+
+def test_shuffled_support_is_a_per_task_permutation_of_the_same_episode():
+    classes = id_classes(12, 10)
+    plain = ep.FewShotTasks(classes=classes, ways=5, shots=2, queries=3).sample(6, torch.Generator().manual_seed(3))
+    mixed = ep.FewShotTasks(classes=classes, ways=5, shots=2, queries=3, shuffle_support=True).sample(
+        6, torch.Generator().manual_seed(3))
+    check_episodes(mixed, 5, 2, 3)
+    assert torch.equal(plain.query[0], mixed.query[0])
+    assert not torch.equal(plain.support[1], mixed.support[1])  # label-major order is gone
+    for t in range(6):
+        key = lambda x, y: sorted(zip(decode(x)[1].tolist(), y.tolist()))  # noqa: E731
+        assert key(plain.support[0][t], plain.support[1][t]) == key(mixed.support[0][t], mixed.support[1][t])
 
 
 def test_rgb_channels_come_first():

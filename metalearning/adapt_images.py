@@ -1,0 +1,429 @@
+"""Adapt a meta-trained checkpoint to your own few-shot task: a folder of images → predictions.
+
+This is how a model is used after ``dvc repro``::
+
+    model = load_adaptable("models/omniglot/maml_omniglot_5w1s/checkpoint.pt")
+    support = read_support_folder("my_task/support", model.image_format)  # one sub-folder per class
+    query = read_query(["my_task/query"], model.image_format)
+    predictions = adapt_and_predict(model, support, query)
+
+Only the learner and the algorithm are rebuilt from the gin config stored in the checkpoint; the
+meta-training data is not needed. Adaptation is the algorithm's own inner loop
+(``MetaLearner.adaptation_path``): MAML's fixed α, Meta-SGD's learned per-parameter α, Reptile's
+inner Adam on its meta-test minibatches, for ``eval_inner_steps`` steps unless told otherwise,
+on the cross-entropy of the support set. Queries are then classified under the batch-norm mode
+the model was trained with (``classification_predictor.bn_mode``) unless told otherwise
+(reptile.md §6): ``"transductive"`` normalises the query set with its own statistics, so a
+prediction depends on the other query images; ``"non_transductive"`` normalises each query image
+with the support set, so it does not.
+
+Images are preprocessed as the training data was (``image_format`` of the task config): decoded
+with PIL, converted to grey or RGB, resized to ``size × size`` with LANCZOS, and inverted for
+Omniglot (stored as ink 255 on a 0 background; drawings are dark ink on white), then scaled to
+[0, 1] as :func:`~metalearning.data.episodes.to_inputs` does. Transparent pixels are composited
+onto white first, and EXIF orientation is applied (both no-ops on the datasets' own files).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import gin
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor, nn
+
+from metalearning.checkpoints import load_checkpoint
+from metalearning.config import load_config_text
+from metalearning.core.algorithms import MetaLearner, MetaParams
+from metalearning.data.episodes import to_inputs
+from metalearning.data.image_format import ImageFormat, image_format
+from metalearning.learners.classification import BN_MODES, classification_predictor, make_classification_loss
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+QUERY_CHUNK = 32  # non-transductive queries per vmap call: bounds memory (each sees S + 1 images)
+
+
+@dataclass(frozen=True)
+class Adaptable:
+    """A meta-trained few-shot image classifier, ready to adapt to a new task.
+
+    Attributes:
+        checkpoint: the file it was loaded from (named in errors).
+        algorithm: the meta-learning algorithm, whose ``adaptation_path`` is the inner loop.
+        learner: the network (its own parameters are unused; ``meta_params`` are applied).
+        meta_params: ``{"theta": Params}`` and, for Meta-SGD, ``{"alpha": Params}``.
+        image_format: how images are preprocessed (size, channels, inversion).
+        ways: N, the number of classes the model tells apart.
+        bn_mode: the batch-norm mode of meta-training.
+    """
+
+    checkpoint: Path
+    algorithm: MetaLearner
+    learner: nn.Module
+    meta_params: MetaParams
+    image_format: ImageFormat
+    ways: int
+    bn_mode: str
+
+
+class SupportSet(NamedTuple):
+    """A labelled support set read from a folder.
+
+    Attributes:
+        images: float ``[S, C, H, W]`` in [0, 1].
+        labels: int64 ``[S]``; label ``i`` is ``class_names[i]``.
+        class_names: the class sub-folder names, sorted.
+        files: the image of each row of ``images``.
+        folder: the folder they were read from (named in errors).
+    """
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+    files: tuple[Path, ...]
+    folder: Path
+
+
+class QuerySet(NamedTuple):
+    """Unlabelled query images: ``images`` float ``[Q, C, H, W]`` in [0, 1], one per ``files`` entry."""
+
+    images: Tensor
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Class probabilities of each query image after adaptation.
+
+    Attributes:
+        files: the query images, in the order of the rows of ``probabilities``.
+        class_names: the support classes, in the order of the columns.
+        probabilities: ``[Q, N]``, rows sum to 1 (softmax of the adapted model's logits).
+        steps: inner steps taken.
+        bn_mode: the batch-norm mode the queries were classified under.
+    """
+
+    files: tuple[Path, ...]
+    class_names: tuple[str, ...]
+    probabilities: Tensor
+    steps: int
+    bn_mode: str
+
+    @property
+    def labels(self) -> Tensor:
+        """int64 ``[Q]``: the most probable class of each query."""
+        return self.probabilities.argmax(dim=1)
+
+    @property
+    def predicted(self) -> list[str]:
+        """The most probable class name of each query."""
+        return [self.class_names[i] for i in self.labels.tolist()]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record: settings, then one entry per query with all class probabilities."""
+        rows = [{"file": str(f), "predicted": name, "probability": float(p[i]),
+                 "probabilities": dict(zip(self.class_names, map(float, p)))}
+                for f, name, i, p in zip(self.files, self.predicted, self.labels.tolist(), self.probabilities)]
+        return {"classes": list(self.class_names), "steps": self.steps, "bn_mode": self.bn_mode,
+                "predictions": rows}
+
+
+# --- the model -----------------------------------------------------------------------------
+
+
+def _evaluated(value: Any) -> Any:
+    """A queried gin value with ``@name()`` references and ``%macros`` evaluated (plain values as is)."""
+    if isinstance(value, gin.config.ConfigurableReference) and value.evaluate:
+        return value.scoped_configurable_fn()
+    return value
+
+
+def _bound(key: str, checkpoint: Path) -> Any:
+    """The value bound to gin ``key`` in the loaded config; ValueError naming both if unbound."""
+    try:
+        return gin.query_parameter(key)
+    except ValueError as err:
+        raise ValueError(f"the config stored in {checkpoint} binds no {key}: it is not a few-shot image "
+                         f"classifier ({err})") from err
+
+
+def _trained_bn_mode(checkpoint: Path) -> str:
+    """The ``classification_predictor.bn_mode`` of meta-training, checking that predictor was used."""
+    predictor = _bound("MetaTrainer.predictor", checkpoint)
+    configurable = getattr(predictor, "configurable", None)  # a gin @reference has one
+    if configurable is None or configurable.wrapped is not inspect.unwrap(classification_predictor):
+        raise ValueError(f"{checkpoint} was trained with MetaTrainer.predictor = {predictor!r}, not "
+                         "@classification_predictor: it is not a few-shot image classifier")
+    return _evaluated(_bound("classification_predictor.bn_mode", checkpoint))
+
+
+def _image_format(checkpoint: Path) -> ImageFormat:
+    try:
+        return image_format()
+    except TypeError as err:  # gin: required image_format arguments not bound
+        raise ValueError(f"the config stored in {checkpoint} binds no image_format (size, channels, invert), "
+                         "so it does not say how to preprocess images") from err
+
+
+def _check_params(learner: nn.Module, theta: dict[str, Tensor], checkpoint: Path) -> None:
+    expected, found = set(dict(learner.named_parameters())), set(theta)
+    if expected != found:
+        raise ValueError(f"{checkpoint}: its parameters do not match the learner of its own config "
+                         f"(missing {sorted(expected - found)[:3]}, unexpected {sorted(found - expected)[:3]})")
+
+
+def output_ways(learner: nn.Module, theta: dict[str, Tensor], fmt: ImageFormat) -> int:
+    """N of a classifier: the width of its logits on two blank ``fmt`` images.
+
+    Raises:
+        ValueError: the learner does not accept ``[B, channels, size, size]`` inputs.
+    """
+    blank = torch.zeros(2, fmt.channels, fmt.size, fmt.size, dtype=next(iter(theta.values())).dtype)
+    try:
+        with torch.no_grad():
+            logits = torch.func.functional_call(learner, theta, (blank,))
+    except RuntimeError as err:
+        raise ValueError(f"the learner does not take {fmt.size}×{fmt.size} images with {fmt.channels} "
+                         f"channel(s): {err}") from err
+    return int(logits.shape[-1])
+
+
+def load_adaptable(checkpoint: Path | str) -> Adaptable:
+    """Rebuild the learner and algorithm of ``checkpoint`` from its stored gin config.
+
+    The meta-training data is not read (no ``MetaTrainer`` is built). Note: like every command
+    that loads a checkpoint, this replaces the process's global gin config with the stored one.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        ValueError: the checkpoint is corrupt, holds no gin config, or is not a few-shot image
+            classifier (no ``image_format`` / ``classification_predictor`` bound); the message
+            names the checkpoint.
+    """
+    checkpoint = Path(checkpoint)
+    saved = load_checkpoint(checkpoint)
+    if "gin_config" not in saved or "meta_params" not in saved:
+        raise ValueError(f"checkpoint {checkpoint} holds no gin config and meta-parameters; "
+                         "it was not written by `metalearning train`")
+    load_config_text(saved["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
+    learner = _evaluated(_bound("MetaTrainer.learner", checkpoint))
+    algorithm = _evaluated(_bound("MetaTrainer.algorithm", checkpoint))
+    fmt, bn_mode = _image_format(checkpoint), _trained_bn_mode(checkpoint)
+    theta = saved["meta_params"]["theta"]
+    _check_params(learner, theta, checkpoint)
+    return Adaptable(checkpoint=checkpoint, algorithm=algorithm, learner=learner,
+                     meta_params=saved["meta_params"], image_format=fmt,
+                     ways=output_ways(learner, theta, fmt), bn_mode=bn_mode)
+
+
+# --- the images ----------------------------------------------------------------------------
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """RGB(A)/LA/P images with transparency composited onto white (drawings exported with a
+    transparent background would otherwise turn black)."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image
+
+
+def preprocess(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
+    """A PIL image as the dataset stores its images: uint8 ``[size, size]`` (grey) or
+    ``[size, size, 3]`` (RGB).
+
+    The same steps as :func:`metalearning.data.omniglot.preprocess_image` (grey, LANCZOS, 255 − x)
+    and :func:`metalearning.data.miniimagenet.load_image` (RGB, LANCZOS unless already the size).
+    """
+    converted = _flatten_alpha(ImageOps.exif_transpose(image)).convert("L" if fmt.channels == 1 else "RGB")
+    if converted.size != (fmt.size, fmt.size):
+        converted = converted.resize((fmt.size, fmt.size), Image.LANCZOS)
+    pixels = np.asarray(converted, dtype=np.uint8)
+    return 255 - pixels if fmt.invert else pixels
+
+
+def load_image(path: Path, fmt: ImageFormat) -> Tensor:
+    """The image file ``path`` as a learner input: float ``[C, size, size]`` in [0, 1].
+
+    Raises:
+        ValueError: the file is not a readable image (the message names it).
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            pixels = preprocess(image, fmt)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL's errors for bad files
+        raise ValueError(f"image {path} is unreadable or corrupt: {err}") from err
+    return to_inputs(torch.from_numpy(pixels.copy()))
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`, any case),
+    sorted by name; hidden files are skipped."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _require_folder(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder not found: {folder}")
+
+
+def _load_all(paths: Sequence[Path], fmt: ImageFormat) -> Tensor:
+    """float ``[len(paths), C, size, size]``."""
+    return torch.stack([load_image(p, fmt) for p in paths])
+
+
+def read_support_folder(folder: Path | str, fmt: ImageFormat) -> SupportSet:
+    """A labelled support set from ``folder/<class name>/<image>``.
+
+    Every (non-hidden) sub-folder is a class; label ``i`` is the ``i``-th class name in sorted
+    order. Images are the files listed by :func:`list_images`; other files are ignored.
+
+    Returns:
+        :class:`SupportSet` with ``images`` ``[S, C, size, size]`` and ``labels`` ``[S]``,
+        grouped by class in label order.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        ValueError: it has no class sub-folders, a class folder holds no images, or an image is
+            unreadable; the message names the folder or file.
+    """
+    folder = Path(folder)
+    _require_folder(folder, "support")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"support folder {folder} has no class sub-folders (expected {folder}/<class>/<image>)")
+    per_class = [list_images(c) for c in classes]
+    for class_dir, files in zip(classes, per_class):
+        if not files:
+            raise ValueError(f"class folder {class_dir} holds no images "
+                             f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    files = [f for fs in per_class for f in fs]
+    labels = torch.tensor([i for i, fs in enumerate(per_class) for _ in fs], dtype=torch.int64)
+    return SupportSet(images=_load_all(files, fmt), labels=labels, class_names=tuple(c.name for c in classes),
+                      files=tuple(files), folder=folder)
+
+
+def query_files(paths: Iterable[Path | str]) -> list[Path]:
+    """Image files named by ``paths``: a file as given, a folder as its :func:`list_images`.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: no images at all.
+    """
+    paths, files = [Path(p) for p in paths], []
+    for path in paths:
+        if path.is_dir():
+            files += list_images(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"query image or folder not found: {path}")
+    if not files:
+        raise ValueError(f"no query images in {', '.join(map(str, paths)) or '(nothing given)'}")
+    return files
+
+
+def read_query(paths: Path | str | Iterable[Path | str], fmt: ImageFormat) -> QuerySet:
+    """Query images from files and/or folders (see :func:`query_files`), in the order given.
+
+    Returns:
+        :class:`QuerySet` with ``images`` ``[Q, C, size, size]``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`query_files`; ValueError naming an unreadable image.
+    """
+    files = query_files([paths] if isinstance(paths, (str, Path)) else paths)
+    return QuerySet(images=_load_all(files, fmt), files=tuple(files))
+
+
+# --- adaptation ----------------------------------------------------------------------------
+
+
+def interleave_by_class(labels: Tensor) -> Tensor:
+    """A permutation of ``[S]`` labels visiting the classes round-robin (1st of every class,
+    then 2nd, …), so inner minibatches of at least N examples (Reptile's meta-test batches)
+    contain every class, as a shuffled support set would on average; deterministic.
+
+    Returns:
+        int64 ``[S]`` indices into ``labels``.
+    """
+    rank = torch.zeros_like(labels)
+    for c in labels.unique():
+        members = labels == c
+        rank[members] = torch.arange(int(members.sum()))
+    return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+
+
+def check_ways(adaptable: Adaptable, support: SupportSet) -> None:
+    """ValueError naming the folder and checkpoint unless the support set has N classes."""
+    if len(support.class_names) != adaptable.ways:
+        raise ValueError(f"support folder {support.folder} has {len(support.class_names)} classes "
+                         f"({', '.join(support.class_names)}) but {adaptable.checkpoint} is a "
+                         f"{adaptable.ways}-way model: give exactly {adaptable.ways} class folders")
+
+
+def _query_logits(predict, params, query: Tensor, context: Tensor, bn_mode: str) -> Tensor:
+    """``[Q, N]`` logits; non-transductive queries in chunks (each is independent of the others)."""
+    size = QUERY_CHUNK if bn_mode == "non_transductive" else query.shape[0]
+    chunks = [predict(params, (x, torch.zeros(x.shape[0], dtype=torch.int64), context))
+              for x in query.split(size)]
+    return torch.cat(chunks)
+
+
+def adapt_and_predict(adaptable: Adaptable, support: SupportSet, query: QuerySet, *, steps: int | None = None,
+                      bn_mode: str | None = None) -> Predictions:
+    """Adapt to ``support`` with the algorithm's inner loop, then classify ``query``.
+
+    θ_steps = ``algorithm.adaptation_path(meta_params, (xs, ys), loss, steps)[-1]`` with the
+    cross-entropy loss of the support set (MAML: θ ← θ − α∇L; Meta-SGD: θ ← θ − α∘∇L with the
+    learned α; Reptile: its inner rule on its meta-test minibatches), then softmax of the logits
+    of θ_steps on the query images, with the support images as batch-norm context when
+    non-transductive.
+
+    Args:
+        adaptable: from :func:`load_adaptable`.
+        support: from :func:`read_support_folder`; must have ``adaptable.ways`` classes.
+        query: from :func:`read_query`; ``[Q, C, H, W]``.
+        steps: inner steps (default: the algorithm's ``eval_inner_steps``); 0 predicts with θ_0.
+        bn_mode: ``"transductive"`` or ``"non_transductive"`` (default: the trained one).
+
+    Returns:
+        :class:`Predictions` with ``probabilities`` ``[Q, N]``.
+
+    Raises:
+        ValueError: wrong number of classes, negative ``steps`` or unknown ``bn_mode``.
+    """
+    check_ways(adaptable, support)
+    steps = adaptable.algorithm.eval_inner_steps if steps is None else steps
+    bn_mode = adaptable.bn_mode if bn_mode is None else bn_mode
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
+    predict = classification_predictor(adaptable.learner, bn_mode)
+    if bn_mode == "transductive" and query.images.shape[0] == 1:
+        warnings.warn("transductive batch norm normalises the query set with its own statistics; with a "
+                      "single query image prefer bn_mode='non_transductive'", stacklevel=2)
+    order = interleave_by_class(support.labels)
+    xs, ys = support.images[order], support.labels[order]
+    loss = make_classification_loss(adaptable.learner, bn_mode)
+    with torch.no_grad():  # torch.func.grad inside the inner loop still differentiates
+        adapted = adaptable.algorithm.adaptation_path(adaptable.meta_params, (xs, ys), loss, steps)[-1]
+        logits = _query_logits(predict, adapted, query.images, xs, bn_mode)
+    return Predictions(files=query.files, class_names=support.class_names, probabilities=logits.softmax(dim=1),
+                       steps=steps, bn_mode=bn_mode)
+
+
+def format_predictions(predictions: Predictions) -> list[str]:
+    """One tab-separated line per query: file, predicted class, its probability (4 decimals)."""
+    return [f"{f}\t{name}\t{float(p[i]):.4f}" for f, name, i, p in
+            zip(predictions.files, predictions.predicted, predictions.labels.tolist(), predictions.probabilities)]

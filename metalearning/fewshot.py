@@ -1,0 +1,119 @@
+"""Few-shot classification commands: fixed meta-test episode sets and meta-testing on them.
+
+Every trained model is scored on the same seeded episode file (e.g. 600 5-way 1-shot tasks
+of held-out characters), so numbers are comparable across algorithms and reruns. Each model
+is adapted once per episode and its query predictions scored under both batch-norm modes
+(reptile.md §6): transductive (the query set is one batch) and non-transductive (support set
+plus one query example); the report labels every number with its mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import gin
+from torch import Tensor
+
+from metalearning.checkpoints import load_checkpoint
+from metalearning.config import config_as_dict, load_config, load_config_text
+from metalearning.data.episodes import (
+    FewShotTasks,
+    accuracy,
+    build_episode_set,
+    episode_set_task,
+    load_episode_set,
+    save_episode_set,
+)
+from metalearning.evaluation import adapted_scores, mean_ci95, metric_scores
+from metalearning.learners.classification import BN_MODES, classification_predictor
+from metalearning.metrics_io import write_json
+from metalearning.runs import DEFAULT_RUNS_DIR, recorded_run
+from metalearning.training import MetaTrainer
+
+EVAL_CHUNK = 100  # episodes adapted per vmap call: bounds memory for 20-way / 50-step evaluation
+
+
+def meta_test_tasks(*, ways: int, shots: int, queries: int) -> FewShotTasks:
+    """The configured task distribution's ``meta_test`` scope (held-out classes), N-way K-shot."""
+    with gin.config_scope("meta_test"):
+        return FewShotTasks(ways=ways, shots=shots, queries=queries)
+
+
+def split_episodes(config_files: Sequence[Path], bindings: Sequence[str] = (), *, ways: int, shots: int,
+                   queries: int, episodes: int, seed: int, out: Path) -> dict:
+    """Write a fixed, seeded meta-test episode set over the meta-test classes of ``config_files``.
+
+    The file holds indices plus the SHA-256 of the class tensor they index (see
+    :func:`~metalearning.data.episodes.build_episode_set`). Returns its summary.
+    """
+    # The task files bind N, K and Q through the macros the experiment files define.
+    load_config(config_files, [*bindings, f"ways = {ways}", f"shots = {shots}", f"queries = {queries}"])
+    data = build_episode_set(meta_test_tasks(ways=ways, shots=shots, queries=queries), episodes=episodes, seed=seed)
+    save_episode_set(data, out)
+    return {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {"episodes": episodes}
+
+
+def describe_fewshot(trainer: MetaTrainer, ckpt: dict) -> dict:
+    """What the report needs to place a result: algorithm, N-way K-shot of training, budget, BN mode."""
+    algo, tasks = trainer.algorithm, trainer.tasks
+    name = "FOMAML" if getattr(algo, "first_order", False) else type(algo).__name__
+    return {"algorithm": name, "ways": tasks.ways, "train_shots": tasks.shots, "train_queries": tasks.queries,
+            "meta_iterations": ckpt["iteration"], "meta_batch_size": trainer.meta_batch_size,
+            "inner_steps": algo.inner_steps, "eval_inner_steps": algo.eval_inner_steps,
+            "train_bn_mode": trainer.predict.bn_mode,
+            "learner": type(trainer.learner).__name__,
+            "parameters": sum(p.numel() for p in trainer.learner.parameters()), "seed": ckpt["seed"]}
+
+
+def score_episodes(trainer: MetaTrainer, meta_params, task, steps: int) -> dict[str, Tensor]:
+    """Query accuracy ``[episodes, steps + 1]`` under each BN mode, from one adaptation per episode."""
+    scores = {}
+    for mode in BN_MODES:
+        scores |= metric_scores(classification_predictor(trainer.learner, mode), {mode: accuracy})
+    return adapted_scores(trainer.algorithm, meta_params, task, trainer.loss, steps, scores, chunk_size=EVAL_CHUNK)
+
+
+def summarise(per_episode: dict[str, Tensor], steps: int) -> dict:
+    """Mean accuracy ± 95% CI over episodes, after ``steps`` inner steps and along the way."""
+    out = {}
+    for mode, acc in per_episode.items():
+        curve = [mean_ci95(acc[:, s]) for s in range(acc.shape[1])]
+        out[mode] = {"accuracy": curve[steps][0], "ci95": curve[steps][1],
+                     "curve_accuracy": [m for m, _ in curve], "curve_ci95": [h for _, h in curve]}
+    return out
+
+
+def meta_test_fewshot(checkpoint: Path, episodes: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> dict:
+    """Meta-test ``checkpoint`` on the episode set ``episodes``; writes ``metrics.json`` and
+    ``curves.json`` to ``out_dir`` and records a Sacred run.
+
+    Raises:
+        ValueError: the episode set's N differs from the model's, or its class tensor differs
+            from the configured meta-test classes (different data file or split).
+    """
+    ckpt = load_checkpoint(checkpoint)
+    load_config_text(ckpt["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
+    trainer, data = MetaTrainer(), load_episode_set(episodes)
+    if data["ways"] != trainer.tasks.ways:
+        raise ValueError(f"{episodes} holds {data['ways']}-way episodes; {checkpoint} is a "
+                         f"{trainer.tasks.ways}-way model")
+    classes = meta_test_tasks(ways=data["ways"], shots=data["shots"], queries=data["queries"]).classes
+    task = episode_set_task(data, classes)
+    steps = trainer.algorithm.eval_inner_steps
+    config = {"seed": ckpt["seed"], "checkpoint": str(checkpoint), "episodes": str(episodes), "gin": config_as_dict()}
+
+    def body(run) -> dict:
+        summary = summarise(score_episodes(trainer, ckpt["meta_params"], task, steps), steps)
+        episode_info = {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {
+            "episodes": int(data["class_ids"].shape[0])}
+        metrics = {mode: {k: v[k] for k in ("accuracy", "ci95")} for mode, v in summary.items()}
+        write_json(Path(out_dir) / "metrics.json", {**metrics, "inner_steps": steps, **episode_info})
+        write_json(Path(out_dir) / "curves.json", {"setting": describe_fewshot(trainer, ckpt),
+                                                   "episodes": episode_info, "modes": summary})
+        for name in ("metrics.json", "curves.json"):
+            run.add_artifact(str(Path(out_dir) / name), name=f"meta_test_{name}")
+        return {f"{mode}_{stat}": v for mode, stats in metrics.items() for stat, v in stats.items()}
+
+    result, _ = recorded_run("meta-test", body, config=config, runs_dir=runs_dir)
+    return result
