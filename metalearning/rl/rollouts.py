@@ -1,0 +1,135 @@
+"""Episodes and the samplers that fill them: K trajectories per task, many tasks at once.
+
+A policy enters as ``act(observations [N, obs_dim], generator) -> actions [N, act_dim]``; the
+samplers call it once per time step for all ``N = tasks × B`` running trajectories together
+(task-major rows: ``i·B … (i+1)·B − 1`` are task ``i``), under ``torch.no_grad()``.
+
+Episodes are padded to the horizon T. After an episode terminates its later steps have
+``mask = 0`` and zero observations, actions and rewards, so masked sums over time are exact
+and finished trajectories contribute nothing (maml.md §3.2 eq. 4 sums rewards up to H).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+from torch import Tensor
+
+from metalearning.rl.envs.navigation import BatchNavigation2D
+
+ActFn = Callable[[Tensor, torch.Generator], Tensor]
+
+
+class Episodes(NamedTuple):
+    """B trajectories of T steps (of one task, or with a leading task dimension of many).
+
+    Fields (one task; with many, each gains a leading ``[tasks, ...]``):
+        observations: float32 ``[T, B, obs_dim]``, the observation at step t, before acting.
+        actions: float32 ``[T, B, act_dim]``, the actions fed to the env (unclipped samples).
+        rewards: float32 ``[T, B]``, 0 after the episode ended.
+        mask: float32 ``[T, B]``, 1 where step t was taken, 0 after termination.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    rewards: Tensor
+    mask: Tensor
+
+
+def stack_tasks(episodes: Sequence[Episodes]) -> Episodes:
+    """Per-task Episodes ``[T, B, ...]`` (same T and B) -> one Episodes ``[tasks, T, B, ...]``."""
+    return Episodes(*(torch.stack(field) for field in zip(*episodes)))
+
+
+def _stack_steps(steps: Sequence[Episodes], horizon: int) -> Episodes:
+    """Per-step Episodes ``[tasks, B, ...]`` -> ``[tasks, T, B, ...]``, zero-padded to ``horizon`` steps."""
+    stacked = Episodes(*(torch.stack(field, dim=1) for field in zip(*steps)))
+    missing = horizon - len(steps)
+    if missing == 0:
+        return stacked
+    return Episodes(*(torch.cat([f, f.new_zeros(f.shape[0], missing, *f.shape[2:])], dim=1) for f in stacked))
+
+
+def _masked_step(observations: Tensor, actions: Tensor, rewards: Tensor, mask: Tensor) -> Episodes:
+    """One step ``[tasks, B, ...]`` with every field zeroed where ``mask`` is 0."""
+    keep = mask.bool()
+    zero = torch.zeros((), dtype=torch.float32)
+    return Episodes(torch.where(keep.unsqueeze(-1), observations, zero),
+                    torch.where(keep.unsqueeze(-1), actions, zero), torch.where(keep, rewards, zero), mask)
+
+
+def _act(act: ActFn, observations: Tensor, generator: torch.Generator) -> Tensor:
+    """Call ``act`` on ``[tasks, B, obs_dim]`` observations flattened task-major; return ``[tasks, B, act_dim]``."""
+    tasks, trajectories = observations.shape[:2]
+    actions = act(observations.reshape(tasks * trajectories, -1), generator)
+    return actions.reshape(tasks, trajectories, -1).to(torch.float32)
+
+
+@torch.no_grad()
+def sample_navigation(env: BatchNavigation2D, act: ActFn, goals: Tensor, starts: Tensor | None,
+                      trajectories: int, generator: torch.Generator) -> Episodes:
+    """Roll out ``trajectories`` episodes of each 2D navigation task, all stepped together.
+
+    Args:
+        env: the batched navigation env (reward variant and horizon T).
+        act: the policy (module docstring).
+        goals: ``[tasks, 2]``.
+        starts: ``[tasks, 2]``, or ``None`` for the origin.
+        trajectories: B, episodes per task.
+        generator: passed to ``act`` (the only randomness: the dynamics are deterministic).
+
+    Returns:
+        Episodes with fields ``[tasks, T, B, ...]`` (``obs_dim = act_dim = 2``). Stops early, and
+        zero-pads, once every episode has terminated.
+    """
+    state = env.reset(goals, starts, trajectories)
+    steps = []
+    for _ in range(env.horizon):
+        observations = state.positions
+        actions = _act(act, observations, generator)
+        state, rewards, mask = env.step(state, actions)
+        steps.append(_masked_step(observations, actions, rewards, mask))
+        if not state.alive.any():
+            break
+    return _stack_steps(steps, env.horizon)
+
+
+@torch.no_grad()
+def sample_vector_env(envs: VectorEnv, act: ActFn, trajectories: int, horizon: int,
+                      generator: torch.Generator, seed: int | None) -> Episodes:
+    """Roll out one episode in each sub-env of a (task-major) gymnasium vector env.
+
+    Args:
+        envs: ``tasks × B`` sub-envs, ``i·B + j`` = trajectory ``j`` of task ``i`` (see
+            :func:`~metalearning.rl.envs.vector.make_task_vector_env`).
+        act: the policy (module docstring).
+        trajectories: B.
+        horizon: T, the most steps taken (the envs' ``TimeLimit`` may end episodes earlier).
+        generator: passed to ``act``.
+        seed: sub-env ``k`` is reset with seed ``seed + k`` (gymnasium's convention), which
+            fixes the initial states; ``None`` continues the envs' own RNGs.
+
+    Returns:
+        Episodes ``[tasks, T, B, ...]`` float32. A sub-env whose episode has ended (terminated or
+        truncated) is masked from then on; gymnasium's autoreset of it is ignored.
+    """
+    tasks = envs.num_envs // trajectories
+    if tasks * trajectories != envs.num_envs:
+        raise ValueError(f"{envs.num_envs} sub-envs are not tasks × {trajectories} trajectories")
+    observations, _ = envs.reset(seed=seed)
+    alive = np.ones(envs.num_envs, dtype=bool)
+    steps = []
+    for _ in range(horizon):
+        obs = torch.as_tensor(observations, dtype=torch.float32).reshape(tasks, trajectories, -1)
+        actions = _act(act, obs, generator)
+        observations, rewards, terminated, truncated, _ = envs.step(actions.reshape(envs.num_envs, -1).cpu().numpy())
+        mask = torch.as_tensor(alive, dtype=torch.float32).reshape(tasks, trajectories)
+        rewards = torch.as_tensor(rewards, dtype=torch.float32).reshape(tasks, trajectories)
+        steps.append(_masked_step(obs, actions, rewards, mask))
+        alive &= ~(terminated | truncated)
+        if not alive.any():
+            break
+    return _stack_steps(steps, horizon)
