@@ -36,6 +36,21 @@ def _test(args) -> None:
     print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
 
 
+def _rl_train(args) -> None:
+    from metalearning.rl import commands
+
+    result = commands.train_rl(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
+                               progress=not args.quiet)
+    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+
+
+def _rl_test(args) -> None:
+    from metalearning.rl import commands
+
+    result = commands.test_rl(args.checkpoint, out_dir=args.out, runs_dir=args.runs_dir, bindings=args.bind)
+    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+
+
 def _split_sine(args) -> None:
     from metalearning import commands
 
@@ -116,6 +131,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
     p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here")
     p.set_defaults(fn=_adapt)
+
+    p = sub.add_parser("rl-train", help="meta-train a meta-RL experiment (configs/rl/experiments)")
+    gin_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output directory (checkpoint, learning curve)")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _mongo_arg(p)
+    p.set_defaults(fn=_rl_train)
+
+    p = sub.add_parser("rl-test", help="meta-test a meta-RL checkpoint on new tasks (return after 0..k PG steps)")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, curves, paths)")
+    p.add_argument("--bind", action="append", default=[], help="gin binding over the stored config, "
+                   "e.g. 'RLExperiment.eval_seed = 1'")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    _mongo_arg(p)
+    p.set_defaults(fn=_rl_test)
 
     add_runs_parser(sub)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import metalearning.rl.experiment  # noqa: F401  (registers the meta-RL configurables of configs/rl)
 from metalearning import commands
 from metalearning.config import ConfigError, load_config
 from metalearning.fewshot import meta_test_fewshot, split_episodes

@@ -185,7 +185,8 @@ OMNIGLOT_MIRROR = REPO.parent / "shared" / "datasets" / "omniglot"
 @pytest.mark.slow
 def test_maml_learns_omniglot_small_5way_1shot(tmp_path):
     """300 meta-iterations of the cpu-profile MAML on real Omniglot-small data take validation
-    accuracy on 5-way 1-shot episodes from chance (20%) past 85% (measured ≈ 90% at 250)."""
+    accuracy on 5-way 1-shot episodes from chance (20%) past 85% (a trial run of the same setting
+    logged 84% at 250 and 89% at 500 iterations; the pipeline trains 2000)."""
     from metalearning.data.omniglot import prepare_omniglot, write_split
 
     if not (OMNIGLOT_MIRROR / "images_background_small1.zip").is_file():

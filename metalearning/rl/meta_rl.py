@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Protocol
 import gin
 import torch
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 
 from metalearning.core.adapt import Params, StepSize, adapt
 from metalearning.core.algorithms import MetaLearner, MetaParams
@@ -299,16 +300,23 @@ class AdaptationEval:
     def returns(self, meta_rl: MetaRL, meta_params: MetaParams, generator: torch.Generator,
                 algorithm: MetaLearner | None = None) -> Tensor:
         """``[num_tasks, eval_inner_steps + 1]`` average returns; ``algorithm`` overrides the
-        trained one for fine-tuning baselines (e.g. a MAML with a hand-tuned ``inner_lr``)."""
+        trained one for fine-tuning baselines (e.g. a MAML with a hand-tuned ``inner_lr``).
+
+        All ``num_tasks`` tasks are drawn from ``generator`` first, so every model evaluated
+        with the same seed meets the same tasks; each chunk's episodes then come from its own
+        generator seeded from ``generator``.
+        """
         algo = meta_rl.algorithm if algorithm is None else algorithm
+        all_tasks = meta_rl.tasks.sample_tasks(self.num_tasks, generator)
+        episode_seed = int(torch.randint(2**62, (1,), generator=generator))
         chunks = []
-        for start in range(0, self.num_tasks, self.chunk_size):
-            n = min(self.chunk_size, self.num_tasks - start)
-            task_batch = meta_rl.tasks.sample_tasks(n, generator)
+        for index, start in enumerate(range(0, self.num_tasks, self.chunk_size)):
+            task_batch = pytree.tree_map(lambda t: t[start : start + self.chunk_size], all_tasks)
             chunks.append(adaptation_returns(
                 meta_rl.policy, algo, meta_params, meta_rl.tasks, task_batch, steps=algo.eval_inner_steps,
                 trajectories=self.trajectories, gamma=meta_rl.gamma, gae_lambda=meta_rl.gae_lambda,
-                later_steps_lr_scale=self.later_steps_lr_scale, generator=generator,
+                later_steps_lr_scale=self.later_steps_lr_scale,
+                generator=torch.Generator().manual_seed(episode_seed + index),
             ))
         return torch.cat(chunks)
 

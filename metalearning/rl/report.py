@@ -1,0 +1,240 @@
+"""The meta-RL report: average return ± 95% CI after 0, 1, … PG steps on new tasks beside the
+papers' numbers (maml.md Table 4 / Fig. 4 and Table 5, meta-sgd.md Table 4), the return-vs-steps
+plot, the pre-/post-update paths of a few 2D-navigation tasks, and the learning curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on these machines
+import matplotlib.pyplot as plt  # noqa: E402
+
+from metalearning.metrics_io import read_json  # noqa: E402
+from metalearning.report.sine import _read_csv  # noqa: E402
+from metalearning.rl.paper_values import (  # noqa: E402
+    MAML_CHEETAH_DIR_RETURNS,
+    MAML_NAV2D_RETURNS,
+    METASGD_TABLE4,
+)
+
+METHOD_ORDER = ("MAML", "FOMAML", "Meta-SGD", "pretrained", "random init", "oracle")
+NAV2D_TITLES = {
+    "nav2d-squared-fixed": "2D navigation, squared distance (MAML's)",
+    "nav2d-distance-fixed": "2D navigation, distance, fixed start (Meta-SGD's)",
+    "nav2d-distance-random": "2D navigation, distance, varying start (Meta-SGD's)",
+}
+# Published curves drawn beside ours: task key -> (label, {steps: return}).
+PAPER_CURVES = {
+    "nav2d-squared-fixed": ("MAML (paper, maml.md Table 4)", MAML_NAV2D_RETURNS),
+    "HalfCheetahDir": ("MAML (paper, maml.md Table 5)", MAML_CHEETAH_DIR_RETURNS),
+}
+
+
+def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
+    """Per experiment: ``curves.json`` (setting, protocol, curve), its paths and its learning curve."""
+    return {name: {**read_json(metrics_dir / name / "curves.json"),
+                   "trajectories": read_json(metrics_dir / name / "trajectories.json"),
+                   "learning_curve": _read_csv(models_dir / name / "learning_curve.csv")}
+            for name in experiments}
+
+
+def task_key(task: dict[str, Any]) -> str:
+    """The task family a result belongs to (the oracle shares its family's key)."""
+    if task["family"] == "nav2d":
+        return f"nav2d-{task['reward']}-{task['start']}"
+    return task["family"]
+
+
+def _title(key: str) -> str:
+    return NAV2D_TITLES.get(key, key)
+
+
+def _ordered(results: dict[str, dict]) -> list[tuple[str, dict]]:
+    def rank(item: tuple[str, dict]) -> tuple:
+        method = item[1]["setting"]["method"]
+        return task_key(item[1]["setting"]["task"]), METHOD_ORDER.index(method), item[0]
+
+    return sorted(results.items(), key=rank)
+
+
+def _ret(mean: float, ci: float) -> str:
+    return f"{mean:.2f} ± {ci:.2f}"
+
+
+def _budget(setting: dict) -> str:
+    return f"{setting['meta_iterations']} ({setting['best_iteration']})"
+
+
+def steps_table(results: dict[str, dict], key: str) -> str:
+    """Return after 0 … k steps for every model of task family ``key``, the paper's curve last."""
+    chosen = [(n, r) for n, r in _ordered(results) if task_key(r["setting"]["task"]) == key]
+    steps = max([len(r["return_mean"]) for _, r in chosen] + [len(PAPER_CURVES.get(key, ("", {}))[1])])
+    columns = " | ".join(f"{k} step{'' if k == 1 else 's'}" for k in range(steps))
+    head = f"| experiment | model | meta-iterations (best) | {columns} |\n|---|---|---|" + "---|" * steps
+    rows = []
+    for name, r in chosen:
+        cells = [_ret(m, c) for m, c in zip(r["return_mean"], r["return_ci95"])]
+        if r["setting"]["method"] == "oracle":
+            cells = cells[:1] + ["(no adaptation)"] * (steps - 1)
+        cells += ["—"] * (steps - len(cells))
+        rows.append(f"| `{name}` | {r['setting']['method']} | {_budget(r['setting'])} | " + " | ".join(cells) + " |")
+    if key in PAPER_CURVES:
+        label, curve = PAPER_CURVES[key]
+        cells = [f"{curve[k]:.2f}" if k in curve else "—" for k in range(steps)]
+        rows.append(f"| | {label} | 500 (best) | " + " | ".join(cells) + " |")
+    return "\n".join([head, *rows])
+
+
+def metasgd_table4(results: dict[str, dict]) -> str:
+    """meta-sgd.md Table 4's layout: MAML vs Meta-SGD after one PG step, fixed vs varying start,
+    ours (the paper's) in every cell."""
+    head = "| model | fixed start position | varying start position |\n|---|---|---|"
+    rows = []
+    for method in ("MAML", "Meta-SGD"):
+        cells = []
+        for start in ("fixed", "random"):
+            ours = [r for _, r in _ordered(results)
+                    if r["setting"]["method"] == method and task_key(r["setting"]["task"]) == f"nav2d-distance-{start}"]
+            paper = "(paper {:.2f} ± {:.2f})".format(*METASGD_TABLE4[(method, start)])
+            text = "; ".join(_ret(r["return_mean"][1], r["return_ci95"][1]) for r in ours if len(r["return_mean"]) > 1)
+            cells.append(f"{text or 'not run'} {paper}")
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join([head, *rows])
+
+
+def settings_table(results: dict[str, dict]) -> str:
+    """Every experiment's training budget and meta-test protocol."""
+    head = ("| experiment | model | task | meta-iterations (best) × tasks × trajectories | "
+            "meta-test tasks × trajectories, steps | eval seed |\n|---|---|---|---|---|---|")
+    rows = []
+    for name, r in _ordered(results):
+        s, p = r["setting"], r["meta_test"]
+        task = _title(task_key(s["task"])) + (" + goal input" if s["task"]["oracle"] else "")
+        rows.append(f"| `{name}` | {s['method']} | {task} | {_budget(s)} × {s['meta_batch_size']} × "
+                    f"{s['trajectories']} | {p['tasks']} × {p['trajectories']}, 0–{p['steps']} | {p['eval_seed']} |")
+    return "\n".join([head, *rows])
+
+
+def _task_keys(results: dict[str, dict]) -> list[str]:
+    """The task families present: MAML's navigation first, then Meta-SGD's, then the rest by name."""
+    keys = {task_key(r["setting"]["task"]) for r in results.values()}
+    return [k for k in NAV2D_TITLES if k in keys] + sorted(keys - set(NAV2D_TITLES))
+
+
+def plot_return_vs_steps(results: dict[str, dict], path: Path) -> None:
+    """Average return vs PG steps at meta-test (mean ± 95% CI over tasks), one panel per task family,
+    the papers' numbers dashed; the oracle (no adaptation) is a horizontal line."""
+    keys = _task_keys(results)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        chosen = [(n, r) for n, r in _ordered(results) if task_key(r["setting"]["task"]) == key]
+        width = max(len(r["return_mean"]) for _, r in chosen)
+        for name, r in chosen:
+            if r["setting"]["method"] == "oracle":
+                ax.axhline(r["return_mean"][0], color="black", linestyle=":", label=f"{name} (oracle)")
+                continue
+            ax.errorbar(range(len(r["return_mean"])), r["return_mean"], yerr=r["return_ci95"], marker="o",
+                        markersize=3, capsize=2, label=name)
+        _paper_marks(ax, key, width)
+        ax.set(xlabel="policy-gradient steps at meta-test", ylabel="average return", title=_title(key),
+               xticks=range(width))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _paper_marks(ax, key: str, width: int) -> None:
+    if key in PAPER_CURVES:
+        label, curve = PAPER_CURVES[key]
+        steps = [k for k in sorted(curve) if k < width]
+        ax.plot(steps, [curve[k] for k in steps], "k--", marker="x", label=label)
+    start = key.removeprefix("nav2d-distance-")
+    for method, marker in (("MAML", "s"), ("Meta-SGD", "^")):
+        if (method, start) in METASGD_TABLE4:
+            mean, ci = METASGD_TABLE4[(method, start)]
+            ax.errorbar([1], [mean], yerr=[ci], fmt=marker, color="black", mfc="none", capsize=3,
+                        label=f"{method} (paper, meta-sgd.md Table 4)")
+
+
+def plot_trajectories(results: dict[str, dict], path: Path) -> bool:
+    """Paths to the goal before adaptation and after each PG step (maml.md Fig. 4, meta-sgd.md
+    Fig. 4): one row per 2D-navigation experiment, one column per plotted task. False if none."""
+    rows = [(n, r) for n, r in _ordered(results) if r["trajectories"]["tasks"]]
+    if not rows:
+        return False
+    cols = max(len(r["trajectories"]["tasks"]) for _, r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 3.2 * len(rows)), squeeze=False)
+    for (name, r), row in zip(rows, axes):
+        for ax, task in zip(row, r["trajectories"]["tasks"]):
+            _draw_task(ax, task)
+        row[0].set_ylabel(f"{name}\n({r['setting']['method']})", fontsize=8)
+        for ax in row[len(r["trajectories"]["tasks"]):]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _draw_task(ax, task: dict) -> None:
+    for step, points in enumerate(task["paths"]):
+        xs, ys = zip(*points)
+        label = "pre-update" if step == 0 else f"{step} step{'s' if step > 1 else ''}"
+        ax.plot(xs, ys, linestyle="--" if step == 0 else "-", linewidth=1,
+                label=f"{label} ({task['returns'][step]:.1f})")
+    ax.plot(*task["start"], "ko", markersize=4)
+    ax.plot(*task["goal"], "r*", markersize=10)
+    ax.set(xlim=(-0.6, 0.6), ylim=(-0.6, 0.6), aspect="equal")
+    ax.tick_params(labelsize=6)
+    ax.legend(fontsize=5, loc="best")
+
+
+def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
+    """Meta-training returns (pre-update dashed, post-update solid) per meta-iteration, one panel per task."""
+    keys = _task_keys(results)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, r in _ordered(results):
+            rows = r["learning_curve"]
+            if task_key(r["setting"]["task"]) != key or not rows:
+                continue
+            iterations = [row["iteration"] for row in rows]
+            (line,) = ax.plot(iterations, [row["meta_train.post_update_return"] for row in rows], label=name)
+            ax.plot(iterations, [row["meta_train.pre_update_return"] for row in rows], "--", color=line.get_color())
+        ax.set(xlabel="meta-iteration", ylabel="average return (- - pre-update, — post-update)", title=_title(key))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_rl_report(results: dict[str, dict], out_dir: Path, *, notes: list[str]) -> None:
+    """``out_dir/README.md`` (tables beside the papers', notes) and ``return_vs_steps.png``,
+    ``trajectories.png`` (when there are navigation paths), ``learning_curves.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_return_vs_steps(results, out_dir / "return_vs_steps.png")
+    plot_learning_curves(results, out_dir / "learning_curves.png")
+    has_paths = plot_trajectories(results, out_dir / "trajectories.png")
+    keys = _task_keys(results)
+    text = ["# Meta-reinforcement learning", "", "Generated by `dvc repro` (stage `report_rl`); do not edit.", "",
+            "Average return on new tasks after 0, 1, … vanilla policy-gradient steps, mean ± 95% confidence "
+            "interval over tasks; each step samples fresh trajectories with the current policy, whose returns are "
+            "averaged per task, then adapts on them. The models evaluated are the meta-parameters with the best "
+            "post-update return during training (maml.md A.2); \"meta-iterations (best)\" gives the budget and "
+            "how many meta-steps the evaluated model had taken.", ""]
+    for key in keys:
+        if key == next((k for k in keys if k.startswith("nav2d-distance")), None):
+            text += ["## Meta-SGD's Table 4 (2D navigation, distance reward, one PG step)", "",
+                     metasgd_table4(results), ""]
+        text += [f"## {_title(key)}", "", steps_table(results, key), ""]
+    text += ["## Settings", "", settings_table(results), "", *[f"- {note}" for note in notes], "",
+             "![return vs steps](return_vs_steps.png)", ""]
+    if has_paths:
+        text += ["Paths of one sampled trajectory per step (start ●, goal ★; the legend gives each step's "
+                 "average return on that task):", "", "![trajectories](trajectories.png)", ""]
+    text += ["![learning curves](learning_curves.png)", ""]
+    (out_dir / "README.md").write_text("\n".join(text))
