@@ -28,6 +28,11 @@ def _tiny_params() -> dict:
             "MetaTrainer.meta_val_tasks = 2", "MetaTrainer.log_every = 2"]
     params["omniglot"]["experiments"] = {name: {"episodes": "5w1s", "cpu": list(tiny)}
                                          for name in ("maml_omniglot_5w1s", "reptile_omniglot_5w1s")}
+    rl_tiny = ["GaussianMLPPolicy.hidden = (8,)", "meta_batch_size = 2", "trajectories = 2", "TRPO.cg_iters = 2",
+               "eval_tasks = 3", "eval_trajectories = 2", "RLExperiment.plotted_tasks = 2",
+               "BatchNavigation2D.horizon = 5"]
+    params["rl"]["experiments"] = {"maml_nav2d_fixed": {"cpu": [*rl_tiny, "RLExperiment.meta_iterations = 1"]},
+                                   "random_nav2d_squared": {"cpu": list(rl_tiny)}}
     return params
 
 
@@ -64,7 +69,8 @@ def test_repro_writes_every_stage_output(pipeline_dir):
                 "data/omniglot/omniglot.npz", "data/omniglot/split.json", "data/omniglot/episodes/5w1s.pt",
                 "models/omniglot/reptile_omniglot_5w1s/checkpoint.pt",
                 "metrics/omniglot/maml_omniglot_5w1s/metrics.json", "reports/omniglot/README.md",
-                "reports/omniglot/accuracy_vs_steps.png"]:
+                "reports/omniglot/accuracy_vs_steps.png", "models/rl/maml_nav2d_fixed/checkpoint.pt",
+                "metrics/rl/random_nav2d_squared/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png"]:
         assert (pipeline_dir / rel).is_file(), rel
     assert "maml_sine_5shot" in (pipeline_dir / "reports/sine/README.md").read_text()
     report = (pipeline_dir / "reports/omniglot/README.md").read_text()
