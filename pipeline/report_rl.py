@@ -25,7 +25,10 @@ notes = [
     "pretrained and random-init baselines are fine-tuned with MAML's α = 0.1 (halved after the first step) instead "
     "of a hand-tuned step size; Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL initialisation).",
     f"Every model's new tasks and episodes are drawn with the same seed (params.yaml `rl.meta_test_seed` = "
-    f"{section['meta_test_seed']}); the first 100 tasks are the same for all models of a task family.",
+    f"{section['meta_test_seed']}): all models of a task family meet the same 600 tasks.",
+    "MAML's Table 4 curve is published for the squared-distance reward, but its 0-step return (−40.41) is what "
+    "the distance-reward variant gives here (`maml_nav2d_fixed`: see its 0-step column), and MAML's rllab code "
+    "computes −distance: the published curve was probably measured with the distance reward.",
 ]
 if missing:
     notes.append(f"Not run in this profile: {', '.join(f'`{m}`' for m in missing)} (MuJoCo locomotion, paper profile).")
