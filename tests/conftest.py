@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_gin_config():
+    """gin bindings are process-global: a config loaded by one test (e.g. `Reptile.inner_batch_size`
+    from an Omniglot experiment) must not reach configurables another test builds by hand."""
+    import gin
+
+    gin.clear_config()
+    yield
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO
