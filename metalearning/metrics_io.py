@@ -37,3 +37,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    """Rows of a numeric CSV (e.g. ``learning_curve.csv``) as dicts of floats; empty cells dropped."""
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

@@ -30,13 +30,3 @@ def make_loss(model: nn.Module, criterion: Callable[[Tensor, Tensor], Tensor]) -
         return criterion(torch.func.functional_call(model, params, (batch[0],)), batch[1])
 
     return loss
-
-
-def predict(model: nn.Module, params: Params, inputs: Tensor) -> Tensor:
-    """``model(inputs)`` with ``params`` substituted for the module's own parameters."""
-    return torch.func.functional_call(model, params, (inputs,))
-
-
-def clone_params(params: Params) -> Params:
-    """Detached copies, e.g. to snapshot meta-parameters."""
-    return {k: p.detach().clone() for k, p in params.items()}

@@ -10,9 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from metalearning.metrics_io import read_json  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json  # noqa: E402
 from metalearning.report.paper_values import FEWSHOT  # noqa: E402
-from metalearning.report.sine import _read_csv  # noqa: E402
 
 MODES = ("transductive", "non_transductive")
 
@@ -20,7 +19,7 @@ MODES = ("transductive", "non_transductive")
 def load_fewshot_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
     """Per experiment: its ``curves.json`` (setting, episodes, per-mode accuracy) and learning curve."""
     return {name: {**read_json(metrics_dir / name / "curves.json"),
-                   "learning_curve": _read_csv(models_dir / name / "learning_curve.csv")}
+                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
             for name in experiments}
 
 

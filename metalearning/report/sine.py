@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from metalearning.metrics_io import read_json  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json  # noqa: E402
 from metalearning.report.paper_values import MAML_TABLE2, METASGD_TABLE1  # noqa: E402
 
 
@@ -20,15 +20,8 @@ def load_results(experiments: list[str], metrics_dir: Path, models_dir: Path) ->
     for name in experiments:
         curves = read_json(metrics_dir / name / "curves.json")
         results[name] = {**curves, "qualitative": read_json(metrics_dir / name / "qualitative.json"),
-                         "learning_curve": _read_csv(models_dir / name / "learning_curve.csv")}
+                         "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
     return results
-
-
-def _read_csv(path: Path) -> list[dict[str, float]]:
-    import csv
-
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 DIVERGED = 1e3  # an adaptation whose mean MSE passes this has blown up (targets are ≤ 5 in size)

@@ -9,7 +9,6 @@ are deterministic for a fixed seed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,16 +45,6 @@ def step_scalars(stats: MetaStepStats) -> dict[str, float]:
             "trpo.step_fraction": trpo.step_fraction, "trpo.grad_norm": trpo.grad_norm}
 
 
-def best_iteration(history: Sequence[MetaStepStats]) -> int:
-    """How many meta-steps the best meta-parameters had taken: the first strict maximum of the
-    post-update return, the rule of :meth:`~metalearning.rl.meta_rl.MetaRL.train` (0 if none)."""
-    best, best_return = 0, -math.inf
-    for it, stats in enumerate(history):
-        if stats.post_update_return > best_return:
-            best, best_return = it, stats.post_update_return
-    return best
-
-
 def meta_train_rl(experiment: RLExperiment, seed: int, sink: CurveRecorder, progress: bool) -> TrainResult:
     """Run the experiment's meta-iterations from θ (and α) drawn with ``seed``, logging each to ``sink``."""
     meta_rl = experiment.meta_rl
@@ -81,7 +70,7 @@ def write_curve(curve: CurveRecorder, path: Path) -> None:
 
 def train_summary(result: TrainResult, iterations: int) -> dict[str, float]:
     """``train_metrics.json``'s numbers: budget, best iteration and returns (none without training)."""
-    summary: dict[str, float] = {"meta_iterations": iterations, "best_iteration": best_iteration(result.history)}
+    summary: dict[str, float] = {"meta_iterations": iterations, "best_iteration": result.best_iteration}
     if result.history:
         last = result.history[-1]
         summary |= {"final_pre_update_return": last.pre_update_return,

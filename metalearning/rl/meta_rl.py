@@ -231,23 +231,25 @@ class MetaRL:
         return seen during training (maml.md A.2: "the model with the best average return during
         training was used for evaluation"; that return is measured before the step that follows it).
         """
-        best, best_return, history = meta_params, -float("inf"), []
+        best, best_iteration, best_return, history = meta_params, 0, -float("inf"), []
         for it in range(meta_iterations):
             new, stats = self.meta_step(meta_params, generator)
             if stats.post_update_return > best_return:
-                best, best_return = meta_params, stats.post_update_return
+                best, best_iteration, best_return = meta_params, it, stats.post_update_return
             history.append(stats)
             if log is not None:
                 log(it, stats)
             meta_params = new
-        return TrainResult(meta_params, copy.deepcopy(best), history)
+        return TrainResult(meta_params, copy.deepcopy(best), best_iteration, history)
 
 
 class TrainResult(NamedTuple):
-    """Meta-parameters after training, the best ones by post-update return, per-step stats."""
+    """Meta-parameters after training, the best ones by post-update return (and how many
+    meta-steps they had taken), per-step stats."""
 
     final: MetaParams
     best: MetaParams
+    best_iteration: int
     history: list[MetaStepStats]
 
 

@@ -12,8 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from metalearning.metrics_io import read_json  # noqa: E402
-from metalearning.report.sine import _read_csv  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json  # noqa: E402
 from metalearning.rl.paper_values import (  # noqa: E402
     MAML_CHEETAH_DIR_RETURNS,
     MAML_NAV2D_RETURNS,
@@ -37,7 +36,7 @@ def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path)
     """Per experiment: ``curves.json`` (setting, protocol, curve), its paths and its learning curve."""
     return {name: {**read_json(metrics_dir / name / "curves.json"),
                    "trajectories": read_json(metrics_dir / name / "trajectories.json"),
-                   "learning_curve": _read_csv(models_dir / name / "learning_curve.csv")}
+                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
             for name in experiments}
 
 

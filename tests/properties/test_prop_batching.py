@@ -44,6 +44,13 @@ def setups(draw):
     return (k, lr), params, tasks, make_loss(model, F.mse_loss)
 
 
+def _build(name, setup):
+    """The algorithm ``name`` with its meta-parameters, the tasks and the loss of a drawn setup."""
+    (k, lr), params, tasks, loss = setup
+    algo = ALGORITHMS[name](k, lr)
+    return algo, algo.init_meta_params(params, torch.Generator().manual_seed(0)), tasks, loss
+
+
 def _flat(meta_grads):
     return torch.cat([flatten(group) for group in meta_grads.values()])
 
@@ -52,9 +59,7 @@ def _flat(meta_grads):
 @budget(10)
 @given(setup=setups())
 def test_vmap_meta_gradient_equals_per_task_loop(name, setup):
-    (k, lr), params, tasks, loss = setup
-    algo = ALGORITHMS[name](k, lr)
-    meta = algo.init_meta_params(params, torch.Generator().manual_seed(0))
+    algo, meta, tasks, loss = _build(name, setup)
     vmapped, vmapped_loss = algo.meta_gradient(meta, tasks, loss, vectorize=True)
     looped, looped_loss = algo.meta_gradient(meta, tasks, loss, vectorize=False)
     assert_exact(_flat(vmapped), _flat(looped))
@@ -65,9 +70,7 @@ def test_vmap_meta_gradient_equals_per_task_loop(name, setup):
 @budget(10)
 @given(setup=setups())
 def test_meta_batch_gradient_is_mean_of_per_task_gradients(name, setup):
-    (k, lr), params, tasks, loss = setup
-    algo = ALGORITHMS[name](k, lr)
-    meta = algo.init_meta_params(params, torch.Generator().manual_seed(0))
+    algo, meta, tasks, loss = _build(name, setup)
     batched, _ = algo.meta_gradient(meta, tasks, loss)
     singles = [algo.meta_gradient(meta, _alone(tasks, i), loss)[0] for i in range(len(tasks.support[0]))]
     assert_exact(_flat(batched), torch.stack([_flat(g) for g in singles]).mean(0))
