@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -20,23 +20,30 @@ Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 ScoreFn = Callable[[Any, Any], Tensor]  # score(params, query batch) -> scalar
 
 
-def _score_path(algo: MetaLearner, steps: int, loss: LossFn, scores: Mapping[str, ScoreFn],
+def _score_path(algo: MetaLearner, at: Sequence[int], loss: LossFn, scores: Mapping[str, ScoreFn],
                 meta_params: MetaParams, task: Any) -> dict[str, Tensor]:
-    path = algo.adaptation_path(meta_params, task.support, loss, steps)
-    return {name: torch.stack([score(params, task.query) for params in path]) for name, score in scores.items()}
+    path = algo.adaptation_path(meta_params, task.support, loss, max(at))
+    return {name: torch.stack([score(path[s], task.query) for s in at]) for name, score in scores.items()}
 
 
 def adapted_scores(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn, steps: int,
-                   scores: Mapping[str, ScoreFn], chunk_size: int = 2000) -> dict[str, Tensor]:
+                   scores: Mapping[str, ScoreFn], chunk_size: int = 2000,
+                   at: Sequence[int] | None = None) -> dict[str, Tensor]:
     """Every ``scores`` entry on every task's query set after 0, 1, …, ``steps`` inner steps.
 
     One adaptation path per task serves all scores (e.g. the accuracy under both batch-norm
-    modes). Tasks are vmapped in chunks of ``chunk_size`` to bound memory.
+    modes). Tasks are vmapped in chunks of ``chunk_size`` to bound memory. ``at`` scores only
+    those steps (each in 0..``steps``): scoring can cost more than adapting when the path is
+    long (Reptile's 50 evaluation steps).
 
     Returns:
-        name → ``[tasks, steps + 1]``; column 0 is the un-adapted meta-learned initialisation.
+        name → ``[tasks, len(at)]``, by default ``at = 0, 1, …, steps``; step 0 is the
+        un-adapted meta-learned initialisation.
     """
-    fn = partial(_score_path, algo, steps, loss, dict(scores))
+    at = list(range(steps + 1)) if at is None else list(at)
+    if not at or min(at) < 0 or max(at) > steps:
+        raise ValueError(f"steps to score {at} must be non-empty and within 0..{steps}")
+    fn = partial(_score_path, algo, at, loss, dict(scores))
     n = num_tasks(tasks)
     with torch.no_grad():
         chunks = [
@@ -65,7 +72,7 @@ def _metric_score(predict, metric, params, batch) -> Tensor:
 def validation_metrics(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss: LossFn, predict,
                        metrics: Mapping[str, Callable[[Tensor, Tensor], Tensor]], steps: int) -> dict[str, float]:
     """Mean of each metric over ``tasks``' query sets after ``steps`` inner steps (logged while training)."""
-    per_task = adapted_scores(algo, meta_params, tasks, loss, steps, metric_scores(predict, metrics))
+    per_task = adapted_scores(algo, meta_params, tasks, loss, steps, metric_scores(predict, metrics), at=[steps])
     return {name: float(values[:, -1].mean()) for name, values in per_task.items()}
 
 

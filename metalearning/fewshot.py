@@ -4,7 +4,8 @@ Every trained model is scored on the same seeded episode file (e.g. 600 5-way 1-
 of held-out characters), so numbers are comparable across algorithms and reruns. Each model
 is adapted once per episode and its query predictions scored under both batch-norm modes
 (reptile.md §6): transductive (the query set is one batch) and non-transductive (support set
-plus one query example); the report labels every number with its mode.
+plus one query example); the report labels every number with its mode. The accuracy is scored
+after the algorithm's evaluation steps and at the points of :func:`curve_steps` on the way.
 """
 
 from __future__ import annotations
@@ -66,20 +67,31 @@ def describe_fewshot(trainer: MetaTrainer, ckpt: dict) -> dict:
             "parameters": sum(p.numel() for p in trainer.learner.parameters()), "seed": ckpt["seed"]}
 
 
-def score_episodes(trainer: MetaTrainer, meta_params, task, steps: int) -> dict[str, Tensor]:
-    """Query accuracy ``[episodes, steps + 1]`` under each BN mode, from one adaptation per episode."""
+def curve_steps(steps: int) -> list[int]:
+    """The inner steps at which the accuracy-vs-steps curve is scored: all of 0..``steps`` up to
+    10, else 0, 1, 2, 5 and every tenth step up to ``steps`` (Reptile's 50 evaluation steps
+    would otherwise spend most of the meta-test scoring, not adapting)."""
+    if steps <= 10:
+        return list(range(steps + 1))
+    return sorted({0, 1, 2, 5, *range(10, steps, 10), steps})
+
+
+def score_episodes(trainer: MetaTrainer, meta_params, task, at: Sequence[int]) -> dict[str, Tensor]:
+    """Query accuracy ``[episodes, len(at)]`` under each BN mode after each of the inner steps
+    ``at``, from one adaptation per episode."""
     scores = {}
     for mode in BN_MODES:
         scores |= metric_scores(classification_predictor(trainer.learner, mode), {mode: accuracy})
-    return adapted_scores(trainer.algorithm, meta_params, task, trainer.loss, steps, scores, chunk_size=EVAL_CHUNK)
+    return adapted_scores(trainer.algorithm, meta_params, task, trainer.loss, max(at), scores,
+                          chunk_size=EVAL_CHUNK, at=at)
 
 
-def summarise(per_episode: dict[str, Tensor], steps: int) -> dict:
-    """Mean accuracy ± 95% CI over episodes, after ``steps`` inner steps and along the way."""
+def summarise(per_episode: dict[str, Tensor], at: Sequence[int]) -> dict:
+    """Mean accuracy ± 95% CI over episodes after the last of the inner steps ``at``, and at each."""
     out = {}
     for mode, acc in per_episode.items():
-        curve = [mean_ci95(acc[:, s]) for s in range(acc.shape[1])]
-        out[mode] = {"accuracy": curve[steps][0], "ci95": curve[steps][1],
+        curve = [mean_ci95(acc[:, i]) for i in range(acc.shape[1])]
+        out[mode] = {"accuracy": curve[-1][0], "ci95": curve[-1][1], "curve_steps": list(at),
                      "curve_accuracy": [m for m, _ in curve], "curve_ci95": [h for _, h in curve]}
     return out
 
@@ -104,7 +116,8 @@ def meta_test_fewshot(checkpoint: Path, episodes: Path, *, out_dir: Path, runs_d
     config = {"seed": ckpt["seed"], "checkpoint": str(checkpoint), "episodes": str(episodes), "gin": config_as_dict()}
 
     def body(run) -> dict:
-        summary = summarise(score_episodes(trainer, ckpt["meta_params"], task, steps), steps)
+        at = curve_steps(steps)
+        summary = summarise(score_episodes(trainer, ckpt["meta_params"], task, at), at)
         episode_info = {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {
             "episodes": int(data["class_ids"].shape[0])}
         metrics = {mode: {k: v[k] for k in ("accuracy", "ci95")} for mode, v in summary.items()}

@@ -50,8 +50,9 @@ def omniglot_variant(params: dict, origin: Path = DEFAULT_PARAMS) -> str:
     return _get(active_profile(params, origin), "omniglot_variant", origin)
 
 
-def fewshot_bindings(params: dict, task: str, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
-    """Gin bindings the active profile imposes on one few-shot experiment (``<task>.experiments``).
+def experiment_bindings(params: dict, task: str, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
+    """Gin bindings the active profile imposes on one experiment of ``<task>.experiments``
+    (``omniglot``, ``rl``).
 
     The ``cpu`` profile applies the experiment's ``cpu`` list; other profiles none.
     """

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from metalearning.commands import train
-from metalearning.params import fewshot_bindings, load_params, sine_bindings
+from metalearning.params import experiment_bindings, load_params, sine_bindings
 from metalearning.rundb.target import adopt_params_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -21,7 +21,7 @@ params = load_params(args.params)
 if args.task == "sine":
     bindings, threads = sine_bindings(params, args.params), params["threads"]
 else:
-    bindings = fewshot_bindings(params, args.task, args.experiment, args.params)
+    bindings = experiment_bindings(params, args.task, args.experiment, args.params)
     threads = params[args.task]["threads"]
 torch.set_num_threads(threads)
 train([Path("configs/experiments") / f"{args.experiment}.gin"], bindings, seed=params["seed"], out_dir=args.out)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from metalearning.params import fewshot_bindings, load_params
+from metalearning.params import experiment_bindings, load_params
 from metalearning.rl.commands import train_rl
 from metalearning.rundb.target import adopt_params_mongo_url
 
@@ -18,5 +18,5 @@ adopt_params_mongo_url(args.params)
 
 params = load_params(args.params)
 torch.set_num_threads(params["rl"]["threads"])
-bindings = fewshot_bindings(params, "rl", args.experiment, args.params)  # rl.experiments.<name>.<profile>
+bindings = experiment_bindings(params, "rl", args.experiment, args.params)  # rl.experiments.<name>.<profile>
 train_rl([Path("configs/rl/experiments") / f"{args.experiment}.gin"], bindings, seed=params["seed"], out_dir=args.out)

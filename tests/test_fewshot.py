@@ -11,11 +11,11 @@ from metalearning.core.adapt import SGD, adapt_with_state
 from metalearning.core.algorithms import MAML, Reptile, minibatch
 from metalearning.data.episodes import FewShotTasks, accuracy
 from metalearning.evaluation import adapted_query_losses, adapted_scores, metric_scores
-from metalearning.fewshot import meta_test_fewshot, split_episodes
+from metalearning.fewshot import curve_steps, meta_test_fewshot, split_episodes
 from metalearning.learners.classification import classification_predictor, make_classification_loss
 from metalearning.learners.conv import Conv4
 from metalearning.metrics_io import CurveRecorder, read_json
-from metalearning.params import fewshot_bindings, omniglot_variant
+from metalearning.params import experiment_bindings, omniglot_variant
 from metalearning.report.fewshot import write_fewshot_report
 from metalearning.training import MetaTrainer, init_state, meta_train
 from tests.conftest import REPO, fake_omniglot
@@ -83,6 +83,18 @@ def test_scores_from_one_adaptation_match_separate_evaluations():
     assert both["loss"].shape == both["acc"].shape == (3, 3)
     torch.testing.assert_close(both["loss"], adapted_query_losses(algo, meta, tasks, loss, 2))
     assert ((both["acc"] >= 0) & (both["acc"] <= 1)).all()
+    some = adapted_scores(algo, meta, tasks, loss, 2, scores, at=[0, 2])
+    for name in scores:
+        torch.testing.assert_close(some[name], both[name][:, [0, 2]])
+    with pytest.raises(ValueError, match="within 0..2"):
+        adapted_scores(algo, meta, tasks, loss, 2, scores, at=[3])
+
+
+def test_curve_steps_keep_short_paths_whole_and_end_on_the_last_step():
+    assert curve_steps(3) == [0, 1, 2, 3]
+    assert curve_steps(10) == list(range(11))
+    assert curve_steps(50) == [0, 1, 2, 5, 10, 20, 30, 40, 50]
+    assert curve_steps(25) == [0, 1, 2, 5, 10, 20, 25]
 
 
 def test_fewshot_training_logs_loss_and_accuracy(tmp_path):
@@ -120,7 +132,8 @@ def test_meta_test_scores_both_bn_modes_deterministically(trained):
     curves = read_json(work / "a/curves.json")
     assert curves["setting"]["algorithm"] == "MAML" and curves["setting"]["train_bn_mode"] == "transductive"
     for mode in ("transductive", "non_transductive"):
-        assert len(curves["modes"][mode]["curve_accuracy"]) == 4  # 0..3 inner steps
+        assert curves["modes"][mode]["curve_steps"] == [0, 1, 2, 3]
+        assert len(curves["modes"][mode]["curve_accuracy"]) == 4
         assert curves["modes"][mode]["accuracy"] == a[mode]["accuracy"]
 
 
@@ -147,16 +160,16 @@ def test_params_apply_cpu_bindings_only_in_the_cpu_profile():
     params = {"profile": "cpu",
               "profiles": {"cpu": {"omniglot_variant": "small"}, "paper": {"omniglot_variant": "full"}},
               "omniglot": {"experiments": {"maml": {"episodes": "5w1s", "cpu": ["filters = 32"]}}}}
-    assert fewshot_bindings(params, "omniglot", "maml") == ["filters = 32"]
+    assert experiment_bindings(params, "omniglot", "maml") == ["filters = 32"]
     assert omniglot_variant(params) == "small"
     params["profile"] = "paper"
-    assert fewshot_bindings(params, "omniglot", "maml") == [] and omniglot_variant(params) == "full"
+    assert experiment_bindings(params, "omniglot", "maml") == [] and omniglot_variant(params) == "full"
     with pytest.raises(KeyError, match="omniglot.experiments.nope"):
-        fewshot_bindings(params, "omniglot", "nope")
+        experiment_bindings(params, "omniglot", "nope")
 
 
 def _result(algorithm, acc):
-    mode = {"accuracy": acc, "ci95": 0.01, "curve_accuracy": [0.2, acc], "curve_ci95": [0.01, 0.01]}
+    mode = {"accuracy": acc, "ci95": 0.01, "curve_steps": [0, 1], "curve_accuracy": [0.2, acc], "curve_ci95": [0.01, 0.01]}
     return {"setting": {"algorithm": algorithm, "ways": 5, "train_shots": 1, "meta_iterations": 100,
                         "meta_batch_size": 16, "eval_inner_steps": 1, "train_bn_mode": "transductive",
                         "learner": "Conv4", "parameters": 1234},

@@ -52,13 +52,12 @@ def accuracy_table(results: dict[str, dict], dataset: str) -> str:
 
 
 def plot_accuracy_vs_steps(results: dict[str, dict], path: Path) -> None:
-    """Meta-test accuracy after 0..k inner steps, one line per experiment and BN mode."""
+    """Meta-test accuracy against inner steps (0..k), one line per experiment and BN mode."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, r in sorted(results.items()):
         for mode, style in zip(MODES, ("-", "--")):
             curve = r["modes"][mode]
-            steps = range(len(curve["curve_accuracy"]))
-            ax.errorbar(steps, [100 * a for a in curve["curve_accuracy"]], yerr=[100 * h for h in curve["curve_ci95"]],
+            ax.errorbar(curve["curve_steps"], [100 * a for a in curve["curve_accuracy"]], yerr=[100 * h for h in curve["curve_ci95"]],
                         linestyle=style, marker="o", markersize=3, capsize=2, label=f"{name} ({mode})")
     ax.set(xlabel="inner steps at meta-test", ylabel="query accuracy (%)", xscale="symlog",
            title="Meta-test accuracy vs adaptation steps (mean ± 95% CI over episodes)")
