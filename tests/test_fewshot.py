@@ -169,7 +169,8 @@ def test_params_apply_cpu_bindings_only_in_the_cpu_profile():
 
 
 def _result(algorithm, acc):
-    mode = {"accuracy": acc, "ci95": 0.01, "curve_steps": [0, 1], "curve_accuracy": [0.2, acc], "curve_ci95": [0.01, 0.01]}
+    mode = {"accuracy": acc, "ci95": 0.01,
+            "curve_steps": [0, 1], "curve_accuracy": [0.2, acc], "curve_ci95": [0.01, 0.01]}
     return {"setting": {"algorithm": algorithm, "ways": 5, "train_shots": 1, "meta_iterations": 100,
                         "meta_batch_size": 16, "eval_inner_steps": 1, "train_bn_mode": "transductive",
                         "learner": "Conv4", "parameters": 1234},

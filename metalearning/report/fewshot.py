@@ -57,8 +57,9 @@ def plot_accuracy_vs_steps(results: dict[str, dict], path: Path) -> None:
     for name, r in sorted(results.items()):
         for mode, style in zip(MODES, ("-", "--")):
             curve = r["modes"][mode]
-            ax.errorbar(curve["curve_steps"], [100 * a for a in curve["curve_accuracy"]], yerr=[100 * h for h in curve["curve_ci95"]],
-                        linestyle=style, marker="o", markersize=3, capsize=2, label=f"{name} ({mode})")
+            ax.errorbar(curve["curve_steps"], [100 * a for a in curve["curve_accuracy"]],
+                        yerr=[100 * h for h in curve["curve_ci95"]], linestyle=style, marker="o",
+                        markersize=3, capsize=2, label=f"{name} ({mode})")
     ax.set(xlabel="inner steps at meta-test", ylabel="query accuracy (%)", xscale="symlog",
            title="Meta-test accuracy vs adaptation steps (mean ± 95% CI over episodes)")
     ax.legend(fontsize=6)
