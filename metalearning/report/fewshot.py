@@ -60,7 +60,10 @@ def plot_accuracy_vs_steps(results: dict[str, dict], path: Path) -> None:
             ax.errorbar(curve["curve_steps"], [100 * a for a in curve["curve_accuracy"]],
                         yerr=[100 * h for h in curve["curve_ci95"]], linestyle=style, marker="o",
                         markersize=3, capsize=2, label=f"{name} ({mode})")
-    ax.set(xlabel="inner steps at meta-test", ylabel="query accuracy (%)", xscale="symlog",
+    ax.set_xscale("symlog", linthresh=1)  # 0 steps on a log axis of 1..50 steps
+    ticks = sorted({step for r in results.values() for c in r["modes"].values() for step in c["curve_steps"]})
+    ax.set_xticks(ticks, labels=[str(t) for t in ticks], fontsize=7)
+    ax.set(xlabel="inner steps at meta-test", ylabel="query accuracy (%)",
            title="Meta-test accuracy vs adaptation steps (mean ± 95% CI over episodes)")
     ax.legend(fontsize=6)
     fig.tight_layout()
