@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from metalearning.fewshot import episode_set_names
 from metalearning.params import load_params, omniglot_variant
 from metalearning.report.fewshot import load_fewshot_results, write_fewshot_report
 
@@ -29,7 +30,8 @@ if args.task == "omniglot":
                  "full Omniglot with their own splits: comparable in kind, not digit for digit.")
 notes.append("Validation (learning curves) uses episodes of the meta-training classes; the Omniglot split has no "
              "validation classes.")
-results = load_fewshot_results(list(section["experiments"]), args.metrics or Path("metrics") / args.task,
+tests = {name: episode_set_names(section["experiments"], name) for name in section["experiments"]}
+results = load_fewshot_results(tests, args.metrics or Path("metrics") / args.task,
                                args.models or Path("models") / args.task)
 write_fewshot_report(results, args.out, dataset=args.task, title=f"{args.task.capitalize()} few-shot classification",
                      notes=notes)

@@ -11,12 +11,12 @@ from metalearning.core.adapt import SGD, adapt_with_state
 from metalearning.core.algorithms import MAML, Reptile, minibatch
 from metalearning.data.episodes import FewShotTasks, accuracy
 from metalearning.evaluation import adapted_query_losses, adapted_scores, metric_scores
-from metalearning.fewshot import curve_steps, meta_test_fewshot, split_episodes
+from metalearning.fewshot import curve_steps, episode_set_names, meta_test_fewshot, split_episodes
 from metalearning.learners.classification import classification_predictor, make_classification_loss
 from metalearning.learners.conv import Conv4
-from metalearning.metrics_io import CurveRecorder, read_json
+from metalearning.metrics_io import CurveRecorder, read_json, write_json
 from metalearning.params import experiment_bindings, omniglot_variant
-from metalearning.report.fewshot import write_fewshot_report
+from metalearning.report.fewshot import load_fewshot_results, write_fewshot_report
 from metalearning.training import MetaTrainer, init_state, meta_train
 from tests.conftest import REPO, fake_omniglot
 
@@ -180,8 +180,13 @@ def _result(algorithm, acc):
                                {"iteration": 2.0, "meta_val.accuracy": 0.6}]}
 
 
+def _results(**experiments):
+    return {f"{name}/5w1s": {**_result(algorithm, acc), "experiment": name}
+            for name, (algorithm, acc) in experiments.items()}
+
+
 def test_report_table_labels_modes_episodes_and_papers(tmp_path):
-    results = {"maml_omniglot_5w1s": _result("MAML", 0.96), "reptile_omniglot_5w1s": _result("Reptile", 0.9)}
+    results = _results(maml_omniglot_5w1s=("MAML", 0.96), reptile_omniglot_5w1s=("Reptile", 0.9))
     write_fewshot_report(results, tmp_path, dataset="omniglot", title="Omniglot", notes=["a note"])
     text = (tmp_path / "README.md").read_text()
     maml_row = next(line for line in text.splitlines() if "`maml_omniglot_5w1s`" in line)
@@ -191,6 +196,37 @@ def test_report_table_labels_modes_episodes_and_papers(tmp_path):
     assert "95.39 ± 0.09% (non-transductive)" in reptile_row and "97.68 ± 0.04% (transductive)" in reptile_row
     assert "- a note" in text
     assert (tmp_path / "accuracy_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").is_file()
+
+
+def test_episode_sets_of_an_experiment_are_one_name_or_a_list():
+    experiments = {"maml": {"episodes": "5w1s"}, "metasgd": {"episodes": ["5w1s", "5w5s"]}, "bare": {"cpu": []}}
+    assert episode_set_names(experiments, "maml") == ["5w1s"]
+    assert episode_set_names(experiments, "metasgd") == ["5w1s", "5w5s"]
+    with pytest.raises(KeyError, match="'bare' names no meta-test episode set"):
+        episode_set_names(experiments, "bare")
+    with pytest.raises(KeyError, match="no experiment 'nope'.*known: maml, metasgd, bare"):
+        episode_set_names(experiments, "nope")
+
+
+def test_report_has_a_row_per_episode_set_and_one_learning_curve_per_model(tmp_path):
+    """Meta-SGD's 1-shot model also tested on 5-shot episodes (meta-sgd.md §4.2): two rows, the
+    second beside the paper's 5-shot number; the learning-curve plot draws that model once."""
+    metrics, models = tmp_path / "metrics", tmp_path / "models"
+    for episodes, shots, acc in (("5w1s", 1, 0.97), ("5w5s", 5, 0.99)):
+        curves = _result("MetaSGD", acc)
+        curves["episodes"]["shots"] = shots
+        write_json(metrics / "metasgd" / episodes / "curves.json",
+                   {k: curves[k] for k in ("setting", "episodes", "modes")})
+    (models / "metasgd").mkdir(parents=True)
+    (models / "metasgd" / "learning_curve.csv").write_text("iteration,meta_val.accuracy\n1,0.5\n2,0.6\n")
+    results = load_fewshot_results({"metasgd": ["5w1s", "5w5s"]}, metrics, models)
+    assert list(results) == ["metasgd/5w1s", "metasgd/5w5s"]
+    assert [r["experiment"] for r in results.values()] == ["metasgd", "metasgd"]
+    write_fewshot_report(results, tmp_path / "report", dataset="omniglot", title="Omniglot", notes=[])
+    rows = [line for line in (tmp_path / "report/README.md").read_text().splitlines() if "`metasgd`" in line]
+    assert len(rows) == 2
+    assert "5-way 1-shot" in rows[0] and "97.00 ± 1.00%" in rows[0] and "99.53 ± 0.26%" in rows[0]
+    assert "5-way 5-shot" in rows[1] and "99.00 ± 1.00%" in rows[1] and "99.93 ± 0.09%" in rows[1]
 
 
 OMNIGLOT_MIRROR = REPO.parent / "shared" / "datasets" / "omniglot"

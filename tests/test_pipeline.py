@@ -26,8 +26,9 @@ def _tiny_params() -> dict:
     params["omniglot"]["meta_test"]["episodes"] = 10
     tiny = ["filters = 4", "MetaTrainer.meta_batch_size = 2", "MetaTrainer.meta_iterations = 3",
             "MetaTrainer.meta_val_tasks = 2", "MetaTrainer.log_every = 2"]
-    params["omniglot"]["experiments"] = {name: {"episodes": "5w1s", "cpu": list(tiny)}
-                                         for name in ("maml_omniglot_5w1s", "reptile_omniglot_5w1s")}
+    params["omniglot"]["meta_test"]["sets"]["5w2s"] = {"ways": 5, "shots": 2, "queries": 1}
+    params["omniglot"]["experiments"] = {"maml_omniglot_5w1s": {"episodes": ["5w1s", "5w2s"], "cpu": list(tiny)},
+                                         "reptile_omniglot_5w1s": {"episodes": "5w1s", "cpu": list(tiny)}}
     rl_tiny = ["GaussianMLPPolicy.hidden = (8,)", "meta_batch_size = 2", "trajectories = 2", "TRPO.cg_iters = 2",
                "eval_tasks = 3", "eval_trajectories = 2", "RLExperiment.plotted_tasks = 2",
                "BatchNavigation2D.horizon = 5"]
@@ -68,13 +69,16 @@ def test_repro_writes_every_stage_output(pipeline_dir):
                 "reports/sine/qualitative.png", "dvc.lock", "data/omniglot/raw/images_background_small2.zip",
                 "data/omniglot/omniglot.npz", "data/omniglot/split.json", "data/omniglot/episodes/5w1s.pt",
                 "models/omniglot/reptile_omniglot_5w1s/checkpoint.pt",
-                "metrics/omniglot/maml_omniglot_5w1s/metrics.json", "reports/omniglot/README.md",
+                "metrics/omniglot/maml_omniglot_5w1s/5w1s/metrics.json",
+                "metrics/omniglot/maml_omniglot_5w1s/5w2s/metrics.json", "reports/omniglot/README.md",
                 "reports/omniglot/accuracy_vs_steps.png", "models/rl/maml_nav2d_fixed/checkpoint.pt",
                 "metrics/rl/random_nav2d_squared/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png"]:
         assert (pipeline_dir / rel).is_file(), rel
     assert "maml_sine_5shot" in (pipeline_dir / "reports/sine/README.md").read_text()
     report = (pipeline_dir / "reports/omniglot/README.md").read_text()
     assert "`maml_omniglot_5w1s`" in report and "`reptile_omniglot_5w1s`" in report
+    maml_tests = [line for line in report.splitlines() if "`maml_omniglot_5w1s`" in line]
+    assert len(maml_tests) == 2 and "5-way 2-shot" in maml_tests[1]  # the 1-shot model on a second episode set
     assert "95.39 ± 0.09% (non-transductive)" in report  # Reptile's published number beside ours
 
 
@@ -102,3 +106,12 @@ def test_omniglot_experiment_params_rerun_only_that_experiment(pipeline_dir):
     out = _run(["dvc", "status"], pipeline_dir).stdout
     assert "train_omniglot@reptile_omniglot_5w1s" in out
     assert "train_omniglot@maml_omniglot_5w1s" not in out and "sine" not in out and "episodes_omniglot" not in out
+
+
+def test_another_episode_set_reruns_only_that_meta_test(pipeline_dir):
+    params = _tiny_params()
+    params["omniglot"]["experiments"]["reptile_omniglot_5w1s"]["episodes"] = ["5w1s", "5w2s"]
+    (pipeline_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run(["dvc", "status"], pipeline_dir).stdout
+    assert "test_omniglot@reptile_omniglot_5w1s" in out and "report_omniglot" in out
+    assert "train_omniglot" not in out and "test_omniglot@maml_omniglot_5w1s" not in out

@@ -16,11 +16,17 @@ from metalearning.report.paper_values import FEWSHOT  # noqa: E402
 MODES = ("transductive", "non_transductive")
 
 
-def load_fewshot_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
-    """Per experiment: its ``curves.json`` (setting, episodes, per-mode accuracy) and learning curve."""
-    return {name: {**read_json(metrics_dir / name / "curves.json"),
-                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
-            for name in experiments}
+def load_fewshot_results(experiments: dict[str, list[str]], metrics_dir: Path,
+                         models_dir: Path) -> dict[str, dict]:
+    """Per meta-test ``<experiment>/<episode set>``: its ``curves.json`` (setting, episodes,
+    per-mode accuracy), the experiment's name and its learning curve.
+
+    Args:
+        experiments: experiment name → the episode sets it was meta-tested on.
+    """
+    return {f"{name}/{episodes}": {**read_json(metrics_dir / name / episodes / "curves.json"), "experiment": name,
+                                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
+            for name, sets in experiments.items() for episodes in sets}
 
 
 def _pct(accuracy: float, ci95: float) -> str:
@@ -43,7 +49,7 @@ def accuracy_table(results: dict[str, dict], dataset: str) -> str:
     for name, r in sorted(results.items(), key=lambda kv: (kv[1]["setting"]["algorithm"], kv[0])):
         s, e, m = r["setting"], r["episodes"], r["modes"]
         test = f"{e['ways']}-way {e['shots']}-shot ({e['queries']} query/class)"
-        cells = [f"`{name}`", s["algorithm"], test, f"{s['learner']} ({s['parameters']:,})",
+        cells = [f"`{r['experiment']}`", s["algorithm"], test, f"{s['learner']} ({s['parameters']:,})",
                  f"{s['meta_iterations']} × {s['meta_batch_size']}", s["train_bn_mode"].replace("_", "-"),
                  str(s["eval_inner_steps"]), str(e["episodes"]),
                  *(_pct(m[mode]["accuracy"], m[mode]["ci95"]) for mode in MODES), _paper(dataset, s, e["shots"])]
@@ -74,8 +80,9 @@ def plot_accuracy_vs_steps(results: dict[str, dict], path: Path) -> None:
 def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
     """Validation accuracy (episodes from the meta-training classes) against meta-iterations."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in sorted(results.items()):
-        rows = [row for row in r["learning_curve"] if "meta_val.accuracy" in row]
+    curves = {r["experiment"]: r["learning_curve"] for r in results.values()}  # one per model, not per test
+    for name, curve in sorted(curves.items()):
+        rows = [row for row in curve if "meta_val.accuracy" in row]
         ax.plot([row["iteration"] for row in rows], [100 * row["meta_val.accuracy"] for row in rows], label=name)
     ax.set(xlabel="meta-iteration", ylabel="validation query accuracy (%)", title="Meta-training")
     ax.legend(fontsize=7)
