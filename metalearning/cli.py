@@ -96,12 +96,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, action="append", required=True, help="gin file (repeatable)")
         p.add_argument("--bind", action="append", default=[], help="extra gin binding, e.g. 'shots = 5'")
 
+    def training_args(p: argparse.ArgumentParser, outputs: str) -> None:
+        gin_args(p)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", type=Path, required=True, help=f"output directory ({outputs})")
+        p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("train", help="meta-train an experiment")
-    gin_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output directory (checkpoint, curves)")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    training_args(p, "checkpoint, curves")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
     _mongo_arg(p)
     p.set_defaults(fn=_train)
@@ -133,11 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_adapt)
 
     p = sub.add_parser("rl-train", help="meta-train a meta-RL experiment (configs/rl/experiments)")
-    gin_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="output directory (checkpoint, learning curve)")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    training_args(p, "checkpoint, learning curve")
     _mongo_arg(p)
     p.set_defaults(fn=_rl_train)
 

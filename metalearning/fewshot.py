@@ -55,24 +55,6 @@ def split_episodes(config_files: Sequence[Path], bindings: Sequence[str] = (), *
     return {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {"episodes": episodes}
 
 
-def episode_set_names(experiments: dict, name: str) -> list[str]:
-    """The meta-test episode sets of experiment ``name`` in a params ``<task>.experiments`` section.
-
-    ``episodes`` names one set or lists several: Meta-SGD's 5-shot Omniglot numbers come from
-    its 1-shot model (meta-sgd.md §4.2), i.e. ``episodes: [5w1s, 5w5s]``.
-
-    Raises:
-        KeyError: no such experiment, or it names no episode set.
-    """
-    if name not in experiments:
-        raise KeyError(f"no experiment {name!r} in params (known: {', '.join(experiments)})")
-    sets = experiments[name].get("episodes") if isinstance(experiments[name], dict) else None
-    sets = [sets] if isinstance(sets, str) else list(sets or [])
-    if not sets:
-        raise KeyError(f"experiment {name!r} names no meta-test episode set (key `episodes`)")
-    return [str(s) for s in sets]
-
-
 def describe_fewshot(trainer: MetaTrainer, ckpt: dict) -> dict:
     """What the report needs to place a result: algorithm, N-way K-shot of training, budget, BN mode."""
     algo, tasks = trainer.algorithm, trainer.tasks

@@ -3,8 +3,7 @@
 import argparse
 from pathlib import Path
 
-from metalearning.fewshot import episode_set_names
-from metalearning.params import load_params, omniglot_variant
+from metalearning.params import episode_set_names, load_params, omniglot_variant
 from metalearning.report.fewshot import load_fewshot_results, write_fewshot_report
 
 parser = argparse.ArgumentParser(description=__doc__)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from metalearning.fewshot import episode_set_names, meta_test_fewshot
-from metalearning.params import load_params
+from metalearning.fewshot import meta_test_fewshot
+from metalearning.params import episode_set_names, load_params
 from metalearning.rundb.target import adopt_params_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)

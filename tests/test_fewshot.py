@@ -11,11 +11,11 @@ from metalearning.core.adapt import SGD, adapt_with_state
 from metalearning.core.algorithms import MAML, Reptile, minibatch
 from metalearning.data.episodes import FewShotTasks, accuracy
 from metalearning.evaluation import adapted_query_losses, adapted_scores, metric_scores
-from metalearning.fewshot import curve_steps, episode_set_names, meta_test_fewshot, split_episodes
+from metalearning.fewshot import curve_steps, meta_test_fewshot, split_episodes
 from metalearning.learners.classification import classification_predictor, make_classification_loss
 from metalearning.learners.conv import Conv4
 from metalearning.metrics_io import CurveRecorder, read_json, write_json
-from metalearning.params import experiment_bindings, omniglot_variant
+from metalearning.params import episode_set_names, experiment_bindings, omniglot_variant
 from metalearning.report.fewshot import load_fewshot_results, write_fewshot_report
 from metalearning.training import MetaTrainer, init_state, meta_train
 from tests.conftest import REPO, fake_omniglot
