@@ -17,7 +17,7 @@ from metalearning.learners.classification import (
     with_context,
 )
 from metalearning.learners.conv import BatchNormNoStats, Conv4, MLPClassifier, conv4_spatial_size
-from metalearning.tasks.sine import Task
+from metalearning.core.task import Task
 
 
 def _tiny_conv(dtype=torch.float64, seed=0, filters=4):

@@ -11,7 +11,8 @@ Adam as the inner rule).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Union
+from functools import partial
+from typing import Any, Callable, Collection, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -77,62 +78,97 @@ class Adam:
         return new, AdamState(m=m, v=v, t=t)
 
 
-def adapt_with_state(
+StepSizes = Union[StepSize, Sequence[StepSize]]
+Support = Union[Batch, Callable[[int], Batch]]
+
+
+def step_size_at(inner_lr: StepSizes, step: int) -> StepSize:
+    """α of inner step ``step`` (0-based): one α for every step, or a sequence of one per step
+    (MAML++'s per-step learning rates)."""
+    if isinstance(inner_lr, (list, tuple)):
+        if step >= len(inner_lr):
+            raise IndexError(f"inner step {step + 1} has no step size: {len(inner_lr)} given, one per step")
+        return inner_lr[step]
+    return inner_lr
+
+
+def inner_loop(
     params: Params,
-    support: Batch,
+    support: Support,
     *,
     loss: LossFn,
-    inner_lr: StepSize,
+    inner_lr: StepSizes,
     inner_steps: int,
     first_order: bool,
     rule: SGD | Adam = SGD(),
     state: Any = None,
-) -> tuple[Params, Any]:
-    """:func:`adapt`, also returning the inner rule's state (Adam moments) after the last step.
+    only: Collection[str] | None = None,
+) -> Iterator[tuple[Params, Any]]:
+    """Yield (θ_i, rule state) after each inner step i = 1 … ``inner_steps``; :func:`adapt`'s loop.
 
+    ``support`` is the batch of every step, or a function ``step -> batch`` (Reptile's
+    minibatches, meta-RL's fresh episodes per step). ``only`` names the parameters the inner
+    loop changes (ANIL: the head); the others enter the loss unchanged and are returned as given.
     ``state=None`` starts the rule afresh, so nothing carries over from another task.
     """
-    state = rule.init(params) if state is None else state
-    for _ in range(inner_steps):
-        grads = torch.func.grad(loss)(params, support)
+    fast = params if only is None else {k: p for k, p in params.items() if k in only}
+    step_loss = loss if only is None else partial(_loss_with_fixed, loss, params)
+    state = rule.init(fast) if state is None else state
+    for step in range(inner_steps):
+        batch = support(step) if callable(support) else support
+        grads = torch.func.grad(step_loss)(fast, batch)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        params, state = rule.step(params, grads, inner_lr, state)
-    return params, state
+        fast, state = rule.step(fast, grads, step_size_at(inner_lr, step), state)
+        yield (fast if only is None else {k: fast.get(k, p) for k, p in params.items()}), state
+
+
+def _loss_with_fixed(loss: LossFn, params: Params, fast: Params, batch: Batch) -> Tensor:
+    return loss({k: fast.get(k, p) for k, p in params.items()}, batch)
+
+
+def adapt_with_state(params: Params, support: Support, **kwargs: Any) -> tuple[Params, Any]:
+    """:func:`adapt`, also returning the inner rule's state (Adam moments) after the last step."""
+    out = params, kwargs.get("state")
+    for out in inner_loop(params, support, **kwargs):
+        pass
+    return out
 
 
 def adapt(
     params: Params,
-    support: Batch,
+    support: Support,
     *,
     loss: LossFn,
-    inner_lr: StepSize,
+    inner_lr: StepSizes,
     inner_steps: int,
     first_order: bool,
     rule: SGD | Adam = SGD(),
+    only: Collection[str] | None = None,
 ) -> Params:
     """Adapt ``params`` to one task by ``inner_steps`` steps of ``rule`` on ``support``.
 
     With the default SGD rule this is U^k of MAML (maml.md eq. 1, Algorithm 2 line 6):
-    ``θ_{i+1} = θ_i − α ∘ ∇_θ L(θ_i; support)``. The result stays a differentiable function
+    ``θ_{i+1} = θ_i − α_i ∘ ∇_θ L(θ_i; support)``. The result stays a differentiable function
     of ``params`` (and of a tensor-valued ``inner_lr``) unless ``first_order`` is set, in
     which case the inner gradients are treated as constants (first-order MAML, and
     Reptile's graph-free inner loop).
 
     Args:
         params: parameter name -> tensor (a model's ``named_parameters`` or a meta-learned copy).
-        support: the batch every inner step is computed on, passed to ``loss`` as is.
+        support: the batch every inner step is computed on, passed to ``loss`` as is, or a
+            function ``step -> batch`` (0-based step).
         loss: ``loss(params, batch) -> scalar``, a functional forward plus criterion.
-        inner_lr: α; a float, or a mapping name -> tensor shaped like the parameter (Meta-SGD).
+        inner_lr: α; a float, or a mapping name -> tensor shaped like the parameter (Meta-SGD),
+            or a sequence of those, one per step (MAML++).
         inner_steps: k, the number of inner gradient steps.
         first_order: drop the second-order terms (no graph through the inner gradients).
         rule: the inner update rule, :class:`SGD` or :class:`Adam`.
+        only: the names of the parameters to adapt (ANIL); ``None``: all.
 
     Returns:
         The adapted parameters θ' with the same names and shapes as ``params``.
     """
-    adapted, _ = adapt_with_state(
-        params, support, loss=loss, inner_lr=inner_lr, inner_steps=inner_steps,
-        first_order=first_order, rule=rule,
-    )
+    adapted, _ = adapt_with_state(params, support, loss=loss, inner_lr=inner_lr, inner_steps=inner_steps,
+                                  first_order=first_order, rule=rule, only=only)
     return adapted

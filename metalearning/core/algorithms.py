@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from functools import partial
-from typing import Any
+from typing import Any, Collection, Iterator, Mapping
 
 import gin
 import torch
 from torch import Tensor
 
-from metalearning.core.adapt import SGD, Adam, Batch, LossFn, Params, StepSize, adapt, adapt_with_state
+from metalearning.core.adapt import SGD, Adam, Batch, LossFn, Params, StepSizes, Support, inner_loop
 from metalearning.core.batching import over_tasks
 
 MetaParams = dict[str, Params]
@@ -59,42 +59,110 @@ def minibatch(support: Batch, step: int, batch_size: int | None) -> Batch:
     return tuple(t.index_select(0, index) for t in support)
 
 
+def algorithm_label(configurable: str, first_order: bool = False) -> str:
+    """The name results are labelled with: the algorithm's configurable name, except MAML with
+    ``first_order`` (FOMAML, one core with a flag: STYLE P2) and MAML++. The one place that names
+    an algorithm, for built objects (:attr:`MetaLearner.label`) and for recorded gin configs."""
+    if configurable == "MAML" and first_order:
+        return "FOMAML"
+    return LABELS.get(configurable, configurable)
+
+
+LABELS = {"MAMLPlusPlus": "MAML++"}
+
+
+def scale_step_size(inner_lr: StepSizes, scale: float) -> StepSizes:
+    """``scale · α`` for a float α, Meta-SGD's α tree, or a sequence of one α per step."""
+    if scale == 1.0:
+        return inner_lr
+    if isinstance(inner_lr, (list, tuple)):
+        return [scale_step_size(a, scale) for a in inner_lr]
+    if isinstance(inner_lr, Mapping):
+        return {k: scale * a for k, a in inner_lr.items()}
+    return scale * inner_lr
+
+
 class MetaLearner(ABC):
-    """Shared surface of all algorithms; subclasses differ in step size and outer rule."""
+    """Shared surface of all algorithms; subclasses differ in step size and outer rule.
+
+    Every task family drives an algorithm only through :meth:`adapt`/:meth:`inner_path`
+    (the inner loop), :meth:`adaptation_path` (meta-test) and :meth:`meta_gradient` (the outer
+    rule of gradient-based meta-optimisers); :meth:`unsupported` refuses a family it cannot serve.
+    """
 
     inner_steps: int
     eval_inner_steps: int
+    first_order: bool = True  # the meta-gradient ignores the inner loop's second-order terms
     rule: SGD | Adam = SGD()
+    inner_batch_size: int | None = None  # support examples per meta-training inner step (None: all)
     eval_inner_batch_size: int | None = None  # support examples per meta-test inner step (None: all)
+
+    @property
+    def label(self) -> str:
+        """The name reports and run queries give this algorithm (:func:`algorithm_label`)."""
+        return algorithm_label(type(self).__name__, self.first_order)
+
+    def unsupported(self, family: str) -> str | None:
+        """Why this algorithm cannot meta-train on task family ``family`` (``"rl"``, ...), or None."""
+        return None
 
     def init_meta_params(self, params: Params, generator: torch.Generator) -> MetaParams:
         """Meta-parameters as leaf tensors that require grad, starting at ``params``."""
         return {"theta": {k: p.detach().clone().requires_grad_() for k, p in params.items()}}
 
-    def step_size(self, meta_params: MetaParams) -> StepSize:
-        """α for the inner rule: a float, or Meta-SGD's learned tree."""
+    def step_size(self, meta_params: MetaParams) -> StepSizes:
+        """α for the inner rule: a float, Meta-SGD's learned tree, or one of those per step."""
         return self.inner_lr
+
+    def adapted_names(self, params: Params) -> Collection[str] | None:
+        """The parameters the inner loop changes (``None``: all of them; ANIL: the head's)."""
+        return None
+
+    def inner_path(self, meta_params: MetaParams, support: Support, loss: LossFn, steps: int, *,
+                   first_order: bool, batch_size: int | None = None, lr_scale: float = 1.0,
+                   start: Params | None = None) -> Iterator[Params]:
+        """θ_1 … θ_steps for one task, the inner rule's state carried across the steps.
+
+        Args:
+            support: the task's support batch (step i trains on :func:`minibatch` i of it), or a
+                function ``step -> batch`` (meta-RL: each step's own episodes).
+            first_order: no graph through the inner gradients.
+            batch_size: support examples per step (:func:`minibatch`); None: all.
+            lr_scale: multiplies α (maml.md A.2 halves it after the first meta-test PG step).
+            start: the parameters to adapt from (default: θ of ``meta_params``).
+        """
+        params = meta_params["theta"] if start is None else start
+        batches = support if callable(support) else partial(minibatch, support, batch_size=batch_size)
+        for adapted, _ in inner_loop(
+            params, batches, loss=loss, inner_lr=scale_step_size(self.step_size(meta_params), lr_scale),
+            inner_steps=steps, first_order=first_order, rule=self.rule, only=self.adapted_names(params),
+        ):
+            yield adapted
+
+    def adapt(self, meta_params: MetaParams, support: Support, loss: LossFn, steps: int, **kwargs: Any) -> Params:
+        """θ after ``steps`` inner steps (:meth:`inner_path`'s last element; θ itself for 0 steps)."""
+        adapted = meta_params["theta"] if kwargs.get("start") is None else kwargs["start"]
+        for adapted in self.inner_path(meta_params, support, loss, steps, **kwargs):
+            pass
+        return adapted
 
     def adaptation_path(
         self, meta_params: MetaParams, support: Batch, loss: LossFn, steps: int
     ) -> list[Params]:
-        """θ_0 … θ_steps for one task (inner rule state carried across the steps)."""
-        params, state = meta_params["theta"], None
-        path = [params]
-        for step in range(steps):
-            params, state = adapt_with_state(
-                params, minibatch(support, step, self.eval_inner_batch_size), loss=loss,
-                inner_lr=self.step_size(meta_params),
-                inner_steps=1, first_order=True, rule=self.rule, state=state,
-            )
-            path.append(params)
-        return path
+        """θ_0 … θ_steps for one task at meta-test time (no graph through the inner gradients)."""
+        path = self.inner_path(meta_params, support, loss, steps, first_order=True,
+                               batch_size=self.eval_inner_batch_size)
+        return [meta_params["theta"], *path]
 
     @abstractmethod
     def meta_gradient(
-        self, meta_params: MetaParams, tasks: Any, loss: LossFn, *, vectorize: bool = True
+        self, meta_params: MetaParams, tasks: Any, loss: LossFn, *, iteration: int = 0, vectorize: bool = True
     ) -> tuple[MetaParams, Tensor]:
-        """(gradient for the meta-optimiser, mean query loss after adaptation) for a meta-batch."""
+        """(gradient for the meta-optimiser, mean query loss after adaptation) for a meta-batch.
+
+        ``iteration`` (0-based, the meta-iteration this gradient is for) lets an algorithm
+        schedule its objective (MAML++'s loss weights and derivative order).
+        """
 
 
 @gin.configurable
@@ -116,16 +184,14 @@ class MAML(MetaLearner):
         self.inner_lr, self.inner_steps = inner_lr, inner_steps
         self.eval_inner_steps, self.first_order = eval_inner_steps, first_order
 
-    def query_loss(self, meta_params: MetaParams, task: Any, loss: LossFn) -> Tensor:
+    def query_loss(self, meta_params: MetaParams, task: Any, loss: LossFn, iteration: int = 0) -> Tensor:
         """L_query(U^k(θ)) for one task: the term of the meta-objective that task contributes."""
-        adapted = adapt(
-            meta_params["theta"], task.support, loss=loss, inner_lr=self.step_size(meta_params),
-            inner_steps=self.inner_steps, first_order=self.first_order, rule=self.rule,
-        )
+        adapted = self.adapt(meta_params, task.support, loss, self.inner_steps, first_order=self.first_order)
         return loss(adapted, task.query)
 
-    def meta_gradient(self, meta_params, tasks, loss, *, vectorize=True):
-        losses = over_tasks(partial(self.query_loss, loss=loss), meta_params, tasks, vectorize=vectorize)
+    def meta_gradient(self, meta_params, tasks, loss, *, iteration=0, vectorize=True):
+        losses = over_tasks(partial(self.query_loss, loss=loss, iteration=iteration), meta_params, tasks,
+                            vectorize=vectorize)
         meta_loss = losses.mean()
         grads = torch.autograd.grad(meta_loss, meta_leaves(meta_params))
         return _unflatten(meta_params, list(grads)), meta_loss.detach()
@@ -194,19 +260,18 @@ class Reptile(MetaLearner):
         self.rule = rules[inner_optimizer]
         self.inner_batch_size, self.eval_inner_batch_size = inner_batch_size, eval_inner_batch_size
 
+    def unsupported(self, family: str) -> str | None:
+        if family == "rl":
+            return ("Reptile has no meta-RL form here: its pseudo-gradient needs the adapted policy's own "
+                    "episodes at every inner step, and TRPO needs a differentiable objective")
+        return None
+
     def _adapt_and_score(self, theta: Params, task: Any, loss: LossFn) -> tuple[Params, Tensor]:
-        if self.inner_batch_size is None:
-            adapted = adapt(theta, task.support, loss=loss, inner_lr=self.inner_lr,
-                            inner_steps=self.inner_steps, first_order=True, rule=self.rule)
-        else:
-            adapted, state = theta, None
-            for step in range(self.inner_steps):
-                adapted, state = adapt_with_state(
-                    adapted, minibatch(task.support, step, self.inner_batch_size), loss=loss,
-                    inner_lr=self.inner_lr, inner_steps=1, first_order=True, rule=self.rule, state=state)
+        adapted = self.adapt({"theta": theta}, task.support, loss, self.inner_steps, first_order=True,
+                             batch_size=self.inner_batch_size)
         return adapted, loss(adapted, task.query)
 
-    def meta_gradient(self, meta_params, tasks, loss, *, vectorize=True):
+    def meta_gradient(self, meta_params, tasks, loss, *, iteration=0, vectorize=True):
         theta = {k: p.detach() for k, p in meta_params["theta"].items()}
         adapted, losses = over_tasks(partial(self._adapt_and_score, loss=loss), theta, tasks,
                                      vectorize=vectorize)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metalearning.tasks.sine import Task
+from metalearning.core.task import Task
 from metalearning.tensorfile import load_versioned, save_versioned
 
 EPISODES_VERSION = 1

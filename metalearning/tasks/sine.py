@@ -10,15 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-class Task(NamedTuple):
-    """A batch of tasks; every tensor has the task index as dimension 0.
-
-    ``support`` and ``query`` are ``(inputs, targets)``, each shaped ``[tasks, points, 1]``.
-    """
-
-    support: tuple[Tensor, Tensor]
-    query: tuple[Tensor, Tensor]
+from metalearning.core.task import Task
 
 
 class SineCurves(NamedTuple):

@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from metalearning.tasks.sine import SineTasks, Task
+from metalearning.core.task import Task
+from metalearning.tasks.sine import SineTasks
 from metalearning.tensorfile import load_versioned, save_versioned
 
 FORMAT_VERSION = 1

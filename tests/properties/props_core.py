@@ -33,7 +33,7 @@ from props_reference import flatten
 from torch import Tensor
 
 from metalearning.core.algorithms import MAML, MetaLearner, Reptile
-from metalearning.tasks.sine import Task
+from metalearning.core.task import Task
 
 CLOCK = "clock"
 

@@ -15,7 +15,7 @@ from props_problems import SMOOTH_MLP_KINDS, sequence_specs
 from props_reference import central_difference, flatten, gradient, maml_objective, maml_product_form, sgd_path
 
 from metalearning.core.algorithms import Reptile
-from metalearning.tasks.sine import Task
+from metalearning.core.task import Task
 
 steps = st.floats(0.01, 0.5)
 

@@ -13,7 +13,7 @@ from props_problems import problem_specs
 from props_reference import flatten, gradient, hvp
 
 from metalearning.core.algorithms import MAML, MetaSGD
-from metalearning.tasks.sine import Task
+from metalearning.core.task import Task
 
 task_specs = st.integers(1, 3).flatmap(lambda tasks: problem_specs(num_minibatches=2 * tasks))
 
