@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from metalearning.core.adapt import adapt
 from metalearning.core.algorithms import MAML, Reptile, meta_leaves, set_meta_grads
 from metalearning.core.batching import over_tasks
+from metalearning.core.task import Task
 from metalearning.learners.classification import (
     BN_MODES,
     accuracy,
@@ -17,7 +18,6 @@ from metalearning.learners.classification import (
     with_context,
 )
 from metalearning.learners.conv import BatchNormNoStats, Conv4, MLPClassifier, conv4_spatial_size
-from metalearning.core.task import Task
 
 
 def _tiny_conv(dtype=torch.float64, seed=0, filters=4):
