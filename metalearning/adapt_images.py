@@ -26,24 +26,21 @@ onto white first, and EXIF orientation is applied (both no-ops on the datasets' 
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
-import gin
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor, nn
 
-from metalearning.checkpoints import load_checkpoint
-from metalearning.config import load_config_text
 from metalearning.core.algorithms import MetaLearner, MetaParams
 from metalearning.data.episodes import to_inputs
 from metalearning.data.image_format import ImageFormat, image_format
-from metalearning.learners.classification import BN_MODES, classification_predictor, make_classification_loss
+from metalearning.learners.classification import BN_MODES, ClassificationPredictor, make_classification_loss
+from metalearning.model import load_model
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 QUERY_CHUNK = 32  # non-transductive queries per vmap call: bounds memory (each sees S + 1 images)
@@ -137,45 +134,12 @@ class Predictions:
 # --- the model -----------------------------------------------------------------------------
 
 
-def _evaluated(value: Any) -> Any:
-    """A queried gin value with ``@name()`` references and ``%macros`` evaluated (plain values as is)."""
-    if isinstance(value, gin.config.ConfigurableReference) and value.evaluate:
-        return value.scoped_configurable_fn()
-    return value
-
-
-def _bound(key: str, checkpoint: Path) -> Any:
-    """The value bound to gin ``key`` in the loaded config; ValueError naming both if unbound."""
-    try:
-        return gin.query_parameter(key)
-    except ValueError as err:
-        raise ValueError(f"the config stored in {checkpoint} binds no {key}: it is not a few-shot image "
-                         f"classifier ({err})") from err
-
-
-def _trained_bn_mode(checkpoint: Path) -> str:
-    """The ``classification_predictor.bn_mode`` of meta-training, checking that predictor was used."""
-    predictor = _bound("MetaTrainer.predictor", checkpoint)
-    configurable = getattr(predictor, "configurable", None)  # a gin @reference has one
-    if configurable is None or configurable.wrapped is not inspect.unwrap(classification_predictor):
-        raise ValueError(f"{checkpoint} was trained with MetaTrainer.predictor = {predictor!r}, not "
-                         "@classification_predictor: it is not a few-shot image classifier")
-    return _evaluated(_bound("classification_predictor.bn_mode", checkpoint))
-
-
 def _image_format(checkpoint: Path) -> ImageFormat:
     try:
         return image_format()
     except TypeError as err:  # gin: required image_format arguments not bound
         raise ValueError(f"the config stored in {checkpoint} binds no image_format (size, channels, invert), "
                          "so it does not say how to preprocess images") from err
-
-
-def _check_params(learner: nn.Module, theta: dict[str, Tensor], checkpoint: Path) -> None:
-    expected, found = set(dict(learner.named_parameters())), set(theta)
-    if expected != found:
-        raise ValueError(f"{checkpoint}: its parameters do not match the learner of its own config "
-                         f"(missing {sorted(expected - found)[:3]}, unexpected {sorted(found - expected)[:3]})")
 
 
 def output_ways(learner: nn.Module, theta: dict[str, Tensor], fmt: ImageFormat) -> int:
@@ -195,31 +159,31 @@ def output_ways(learner: nn.Module, theta: dict[str, Tensor], fmt: ImageFormat) 
 
 
 def load_adaptable(checkpoint: Path | str) -> Adaptable:
-    """Rebuild the learner and algorithm of ``checkpoint`` from its stored gin config.
+    """Rebuild the learner and algorithm of ``checkpoint`` (:func:`~metalearning.model.load_model`).
 
-    The meta-training data is not read (no ``MetaTrainer`` is built). Note: like every command
-    that loads a checkpoint, this replaces the process's global gin config with the stored one.
+    The meta-training data is not read (the few-shot family loads its classes on first use).
+    Note: like every command that loads a checkpoint, this replaces the process's global gin
+    config with the stored one.
 
     Raises:
         FileNotFoundError: no such checkpoint.
         ValueError: the checkpoint is corrupt, holds no gin config, or is not a few-shot image
-            classifier (no ``image_format`` / ``classification_predictor`` bound); the message
-            names the checkpoint.
+            classifier (another family, no ``image_format`` or no ``@classification_predictor``);
+            the message names the checkpoint.
     """
     checkpoint = Path(checkpoint)
-    saved = load_checkpoint(checkpoint)
-    if "gin_config" not in saved or "meta_params" not in saved:
-        raise ValueError(f"checkpoint {checkpoint} holds no gin config and meta-parameters; "
-                         "it was not written by `metalearning train`")
-    load_config_text(saved["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
-    learner = _evaluated(_bound("MetaTrainer.learner", checkpoint))
-    algorithm = _evaluated(_bound("MetaTrainer.algorithm", checkpoint))
-    fmt, bn_mode = _image_format(checkpoint), _trained_bn_mode(checkpoint)
-    theta = saved["meta_params"]["theta"]
-    _check_params(learner, theta, checkpoint)
-    return Adaptable(checkpoint=checkpoint, algorithm=algorithm, learner=learner,
-                     meta_params=saved["meta_params"], image_format=fmt,
-                     ways=output_ways(learner, theta, fmt), bn_mode=bn_mode)
+    model = load_model(checkpoint)
+    if model.family.kind != "fewshot":
+        raise ValueError(f"{checkpoint} is a {model.family.kind} model; `metalearning adapt` adapts few-shot image "
+                         "classifiers")
+    predict = model.trainer.predict
+    if not isinstance(predict, ClassificationPredictor):
+        raise ValueError(f"{checkpoint} was trained with MetaTrainer.predictor = {predict!r}, not "
+                         "@classification_predictor: it is not a few-shot image classifier")
+    fmt, learner, theta = _image_format(checkpoint), model.trainer.learner, model.meta_params["theta"]
+    return Adaptable(checkpoint=checkpoint, algorithm=model.algorithm, learner=learner,
+                     meta_params=model.meta_params, image_format=fmt,
+                     ways=output_ways(learner, theta, fmt), bn_mode=predict.bn_mode)
 
 
 # --- the images ----------------------------------------------------------------------------
@@ -239,14 +203,10 @@ def preprocess(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
     """A PIL image as the dataset stores its images: uint8 ``[size, size]`` (grey) or
     ``[size, size, 3]`` (RGB).
 
-    The same steps as :func:`metalearning.data.omniglot.preprocess_image` (grey, LANCZOS, 255 − x)
-    and :func:`metalearning.data.miniimagenet.load_image` (RGB, LANCZOS unless already the size).
+    Camera orientation (EXIF) and transparency are settled first; the rest is the datasets' own
+    preprocessing, :meth:`~metalearning.data.image_format.ImageFormat.pixels`.
     """
-    converted = _flatten_alpha(ImageOps.exif_transpose(image)).convert("L" if fmt.channels == 1 else "RGB")
-    if converted.size != (fmt.size, fmt.size):
-        converted = converted.resize((fmt.size, fmt.size), Image.LANCZOS)
-    pixels = np.asarray(converted, dtype=np.uint8)
-    return 255 - pixels if fmt.invert else pixels
+    return fmt.pixels(_flatten_alpha(ImageOps.exif_transpose(image)))
 
 
 def load_image(path: Path, fmt: ImageFormat) -> Tensor:
@@ -409,7 +369,7 @@ def adapt_and_predict(adaptable: Adaptable, support: SupportSet, query: QuerySet
         raise ValueError(f"steps must be >= 0, got {steps}")
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
-    predict = classification_predictor(adaptable.learner, bn_mode)
+    predict = ClassificationPredictor(adaptable.learner, bn_mode)
     if bn_mode == "transductive" and query.images.shape[0] == 1:
         warnings.warn("transductive batch norm normalises the query set with its own statistics; with a "
                       "single query image prefer bn_mode='non_transductive'", stacklevel=2)

@@ -74,8 +74,9 @@ def main(iterations: int = 50, threads: int | None = None, seed: int = 0) -> Non
 
 def data_share(config_files: Sequence[Path], bindings: Sequence[str] = (), *, iterations: int = 30,
                seed: int = 0) -> dict[str, float]:
-    """Median seconds of ``tasks.sample`` and of the rest of a meta-iteration (meta-gradient and
-    optimiser step) of the configured experiment, timed alternately in one run."""
+    """Median seconds of the family's meta-batch (sampling tasks; meta-RL: the rollouts) and of
+    the outer step (meta-gradient and optimiser step; TRPO) of the configured experiment, timed
+    alternately in one run, through the trainer's own pieces."""
     from metalearning.config import load_config
     from metalearning.training import MetaTrainer, init_state
 
@@ -84,13 +85,11 @@ def data_share(config_files: Sequence[Path], bindings: Sequence[str] = (), *, it
     trainer = MetaTrainer()
     state = init_state(trainer, seed)
     sample_s, step_s = [], []
-    for _ in range(iterations + 2):
+    for iteration in range(iterations + 2):
         start = time.perf_counter()
-        batch = trainer.tasks.sample(trainer.meta_batch_size, state.generator)
+        batch = trainer.tasks.meta_batch(trainer, state.meta_params, trainer.meta_batch_size, state.generator)
         middle = time.perf_counter()
-        grads, _ = trainer.algorithm.meta_gradient(state.meta_params, batch, trainer.loss)
-        set_meta_grads(state.meta_params, grads)
-        state.optimizer.step()
+        state.outer.step(batch, iteration)
         sample_s.append(middle - start)
         step_s.append(time.perf_counter() - middle)
     sample, step = statistics.median(sample_s[2:]), statistics.median(step_s[2:])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -13,55 +12,47 @@ from metalearning.runs import DEFAULT_RUNS_DIR
 MONGO_ENV = "METALEARNING_MONGO_URL"
 
 
+def _print_result(result: dict) -> None:
+    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+
+
 def _train(args) -> None:
     from metalearning import commands
 
-    result = commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
-                            progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+    _print_result(commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
+                                 progress=not args.quiet, checkpoint_every=args.checkpoint_every,
+                                 mongo_url=args.mongo))
 
 
 def _resume(args) -> None:
     from metalearning import commands
 
-    result = commands.resume(args.checkpoint, out_dir=args.out or args.checkpoint.parent, runs_dir=args.runs_dir,
-                             progress=not args.quiet, checkpoint_every=args.checkpoint_every)
-    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+    _print_result(commands.resume(args.checkpoint, out_dir=args.out, runs_dir=args.runs_dir, progress=not args.quiet,
+                                  checkpoint_every=args.checkpoint_every, mongo_url=args.mongo))
 
 
 def _test(args) -> None:
     from metalearning import commands
 
-    result = commands.test(args.checkpoint, args.test_set, out_dir=args.out, runs_dir=args.runs_dir)
-    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
-
-
-def _rl_train(args) -> None:
-    from metalearning.rl import commands
-
-    result = commands.train_rl(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
-                               progress=not args.quiet)
-    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
-
-
-def _rl_test(args) -> None:
-    from metalearning.rl import commands
-
-    result = commands.test_rl(args.checkpoint, out_dir=args.out, runs_dir=args.runs_dir, bindings=args.bind)
-    print(" ".join(f"{k}={v:.6g}" for k, v in result.items()))
+    _print_result(commands.test(args.checkpoint, args.test_set, out_dir=args.out, runs_dir=args.runs_dir,
+                                bindings=args.bind, mongo_url=args.mongo))
 
 
 def _split_sine(args) -> None:
-    from metalearning import commands
+    from metalearning.tasks.sine_metatest import split_sine
 
-    commands.split_sine(args.config, args.bind, shots=args.shots, curves=args.curves, repeats=args.repeats,
-                        seed=args.seed, out=args.out)
+    split_sine(args.config, args.bind, shots=args.shots, curves=args.curves, repeats=args.repeats, seed=args.seed,
+               out=args.out)
 
 
 def _bench(args) -> None:
     from metalearning import bench
 
-    if args.config:
+    if args.rollouts:
+        from metalearning.rl import bench_rollouts
+
+        bench_rollouts.main()
+    elif args.config:
         bench.print_data_share(args.config, args.bind, args.iterations, args.threads)
     else:
         bench.main(args.iterations, args.threads)
@@ -118,10 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     _mongo_arg(p)
     p.set_defaults(fn=_resume)
 
-    p = sub.add_parser("test", help="meta-test a checkpoint on a fixed meta-test set")
+    p = sub.add_parser("test", help="meta-test a checkpoint of any family by its protocol")
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--test-set", type=Path, required=True)
+    p.add_argument("--test-set", type=Path, default=None,
+                   help="the fixed test set: sine, a split-sine file; few-shot, an episode set (meta-RL: none)")
     p.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, curves)")
+    p.add_argument("--bind", action="append", default=[], help="gin binding over the stored config, "
+                   "e.g. 'MetaRL.eval_seed = 1'")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     _mongo_arg(p)
     p.set_defaults(fn=_test)
@@ -134,20 +128,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
     p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here")
     p.set_defaults(fn=_adapt)
-
-    p = sub.add_parser("rl-train", help="meta-train a meta-RL experiment (configs/rl/experiments)")
-    training_args(p, "checkpoint, learning curve")
-    _mongo_arg(p)
-    p.set_defaults(fn=_rl_train)
-
-    p = sub.add_parser("rl-test", help="meta-test a meta-RL checkpoint on new tasks (return after 0..k PG steps)")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, curves, paths)")
-    p.add_argument("--bind", action="append", default=[], help="gin binding over the stored config, "
-                   "e.g. 'RLExperiment.eval_seed = 1'")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
-    _mongo_arg(p)
-    p.set_defaults(fn=_rl_test)
 
     add_runs_parser(sub)
 
@@ -166,14 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", action="append", default=[], help="extra gin binding")
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--rollouts", action="store_true", help="env-steps/s of the meta-RL rollout samplers instead")
     p.set_defaults(fn=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "mongo", None) and args.command != "runs":
-        os.environ[MONGO_ENV] = args.mongo  # recorded_run reads it; never printed (credentials)
     try:
         code = args.fn(args)
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError

@@ -1,174 +1,140 @@
-"""The platform's commands as importable functions; the CLI and pipeline stages call these."""
+"""The platform's commands as importable functions, for every task family; the CLI and the
+pipeline stages call these. The family comes from the config or checkpoint, never the verb."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import gin
 import torch
 
-from metalearning.checkpoints import load_checkpoint
-from metalearning.config import config_as_dict, load_config, load_config_text
-from metalearning.evaluation import adapted_query_losses, mean_ci95
+from metalearning.config import config_as_dict, load_config
 from metalearning.metrics_io import CurveRecorder, write_json
+from metalearning.model import load_model
 from metalearning.runs import DEFAULT_RUNS_DIR, recorded_run
-from metalearning.tasks.sine import SineTasks
-from metalearning.tasks.sine_testset import as_tasks, build_meta_test_set, load_meta_test_set, save_meta_test_set
-from metalearning.training import CheckpointPolicy, MetaTrainer, init_state, meta_train, save_state
-
-VAL_SEED_OFFSET = 1_000_003  # validation tasks come from a stream disjoint from training's
+from metalearning.training import (
+    CheckpointPolicy,
+    MetaTrainer,
+    TrainingState,
+    TrainResult,
+    init_state,
+    meta_train,
+    save_state,
+)
 
 
 def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: int, out_dir: Path,
-          runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True, checkpoint_every: int = 1000) -> dict:
+          runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True, checkpoint_every: int = 1000,
+          mongo_url: str | None = None) -> dict:
     """Meta-train the experiment described by ``config_files`` (+ ``bindings``) into ``out_dir``.
 
     Writes ``checkpoint.pt`` (also every ``checkpoint_every`` iterations and on Ctrl-C),
     ``config.gin`` (all bindings), ``operative_config.gin``, ``learning_curve.csv`` and
-    ``train_metrics.json``; records a Sacred run.
+    ``train_metrics.json``; records a Sacred run (also to MongoDB at ``mongo_url``, if given).
     """
     config_text = load_config(config_files, bindings)
     config = {"seed": seed, "gin_files": [str(f) for f in config_files], "gin_bindings": list(bindings),
               "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
-    return _record_training(config_text, config, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
-                            progress=progress, resume=None)
+
+    def build() -> tuple[MetaTrainer, TrainingState, dict]:
+        torch.manual_seed(seed)  # the learner's initial weights
+        trainer = MetaTrainer()
+        return trainer, init_state(trainer, seed), {}
+
+    return _record_training(config_text, config, build, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
+                            progress=progress, mongo_url=mongo_url)
 
 
-def resume(checkpoint: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True,
-           checkpoint_every: int = 1000) -> dict:
-    """Continue a killed or interrupted run from ``checkpoint`` to the end of its budget.
+def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True,
+           checkpoint_every: int = 1000, mongo_url: str | None = None) -> dict:
+    """Continue a killed or interrupted run of any family from ``checkpoint`` to the end of its budget.
 
     The continuation is a new Sacred run linked to the old one by ``resumed_from`` (checkpoint
     path and Sacred run id) and ``resumed_at_iteration``; its metrics start after that iteration.
     On CPU the final parameters and metrics are bit-identical to an uninterrupted run.
     """
-    saved = load_checkpoint(checkpoint)
+    model = load_model(checkpoint)
+    saved = model.checkpoint
     if "training_state" not in saved:
         raise ValueError(f"checkpoint {checkpoint} holds no training state to resume from")
-    load_config_text(saved["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
-    config = {"seed": saved["seed"], "resumed_from": {"checkpoint": str(checkpoint),
-                                                       "sacred_run_id": saved.get("sacred_run_id")},
-              "resumed_at_iteration": saved["iteration"], "checkpoint_every": checkpoint_every,
-              "gin": config_as_dict()}
-    return _record_training(saved["gin_config"], config, seed=saved["seed"], out_dir=Path(out_dir),
-                            runs_dir=runs_dir, progress=progress, resume=saved)
+    config = {"seed": model.seed, "resumed_from": {"checkpoint": str(checkpoint),
+                                                   "sacred_run_id": saved.get("sacred_run_id")},
+              "resumed_at_iteration": model.iteration, "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
+
+    def build() -> tuple[MetaTrainer, TrainingState, dict]:
+        state = init_state(model.trainer, model.seed)
+        state.load_state_dict(saved["training_state"], saved["meta_params"])
+        return model.trainer, state, saved["learning_curve"]
+
+    return _record_training(saved["gin_config"], config, build, seed=model.seed,
+                            out_dir=Path(out_dir or Path(checkpoint).parent), runs_dir=runs_dir,
+                            progress=progress, mongo_url=mongo_url)
 
 
-def _record_training(config_text: str, config: dict, *, seed: int, out_dir: Path, runs_dir: Path,
-                     progress: bool, resume: dict | None) -> dict:
+def _record_training(config_text: str, config: dict, build: Callable[[], tuple[MetaTrainer, TrainingState, dict]],
+                     *, seed: int, out_dir: Path, runs_dir: Path, progress: bool, mongo_url: str | None) -> dict:
     def body(run) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.gin").write_text(config_text)
         run.add_artifact(str(out_dir / "config.gin"))
-        torch.manual_seed(seed)
-        trainer = MetaTrainer()
-        state = init_state(trainer, seed)
+        trainer, state, curve_rows = build()
         curve = CurveRecorder(forward=run)
-        if resume is not None:
-            state.load_state_dict(resume["training_state"] | {"meta_params": resume["meta_params"]})
-            curve.rows.update(resume["learning_curve"])
-        val_tasks = trainer.tasks.sample(trainer.meta_val_tasks, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        curve.rows.update(curve_rows)
         policy = CheckpointPolicy(out_dir / "checkpoint.pt", config["checkpoint_every"],
                                   extra={"gin_config": config_text, "seed": seed, "sacred_run_id": run._id,
                                          "learning_curve": curve.rows})  # live: saved as it grows
-        result = meta_train(trainer, state, sink=curve, val_tasks=val_tasks, checkpoint=policy, progress=progress)
+        result = meta_train(trainer, state, sink=curve, val_tasks=trainer.validation_tasks(seed), checkpoint=policy,
+                            progress=progress)
         save_state(policy, state)
-        return _write_training_outputs(run, out_dir, curve, result)
+        return _write_training_outputs(run, out_dir, curve, trainer, result, state)
 
-    result, _ = recorded_run("meta-train", body, config=config, runs_dir=runs_dir)
+    result, _ = recorded_run("meta-train", body, config=config, runs_dir=runs_dir, mongo_url=mongo_url)
     return result
 
 
-def _write_training_outputs(run, out_dir: Path, curve: CurveRecorder, result) -> dict:
+def train_summary(trainer: MetaTrainer, result: TrainResult, state: TrainingState) -> dict[str, float]:
+    """``train_metrics.json``: the budget, the last logged value of every learning-curve column
+    (``final_<column>``), and for families that select, the best iteration and its score."""
+    metrics = {"meta_iterations": result.iterations,
+               **{f"final_{name.replace('.', '_')}": value for name, value in result.logged.items()}}
+    if trainer.tasks.selects_best:
+        metrics["best_iteration"] = state.best_iteration
+        if result.best_iteration is not None:
+            metrics[f"best_{trainer.tasks.score_name}"] = state.best_score
+    return metrics
+
+
+def _write_training_outputs(run, out_dir: Path, curve: CurveRecorder, trainer: MetaTrainer, result: TrainResult,
+                            state: TrainingState) -> dict:
     (out_dir / "operative_config.gin").write_text(gin.operative_config_str())
     curve.write_csv(out_dir / "learning_curve.csv")
     for name in ("operative_config.gin", "checkpoint.pt", "learning_curve.csv"):
         run.add_artifact(str(out_dir / name))
-    metrics = {"final_meta_train_loss": result.final_meta_loss,
-               **{f"final_meta_val_{name}": value for name, value in result.val.items()},
-               "meta_iterations": result.iterations}
+    metrics = train_summary(trainer, result, state)
     write_json(out_dir / "train_metrics.json", {**metrics, "sacred_run_id": run._id})
     return metrics
 
 
-def split_sine(config_files: Sequence[Path], bindings: Sequence[str] = (), *, shots: Sequence[int],
-               curves: int, repeats: int, seed: int, out: Path) -> None:
-    """Write the fixed meta-test set of the sine family configured in ``config_files``.
+def test(checkpoint: Path, test_set: Path | None = None, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR,
+         bindings: Sequence[str] = (), mongo_url: str | None = None) -> dict:
+    """Meta-test ``checkpoint`` by its family's protocol; writes its JSON files to ``out_dir``.
 
-    The family's ``meta_test/SineTasks`` scope sets the query grid (e.g. 100 evenly spaced points).
+    Args:
+        test_set: the fixed test set the family needs (sine: a ``split-sine`` file; few-shot: an
+            episode set); meta-RL draws its new tasks from ``MetaRL.eval_seed`` and takes none.
+        bindings: gin bindings applied over the stored config (e.g. ``MetaRL.eval_seed = 1``).
     """
-    load_config(config_files, bindings)
-    with gin.config_scope("meta_test"):
-        tasks = SineTasks(support_size=max(shots))
-    save_meta_test_set(build_meta_test_set(tasks, shots=shots, curves=curves, repeats=repeats, seed=seed), out)
-
-
-def _rebuild(checkpoint: Path) -> tuple[MetaTrainer, dict]:
-    """The trainer (learner, algorithm, tasks) and state saved in ``checkpoint``."""
-    ckpt = load_checkpoint(checkpoint)
-    load_config_text(ckpt["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
-    return MetaTrainer(), ckpt
-
-
-def evaluate_block(trainer: MetaTrainer, meta_params, block: dict, max_steps: int) -> dict:
-    """Meta-test one K-block: per-curve mean over the repeats, then mean ± 95% CI over curves."""
-    algo = trainer.algorithm
-    c, r = block["support_x"].shape[:2]
-    losses = adapted_query_losses(algo, meta_params, as_tasks(block), trainer.loss, max_steps)
-    per_curve = losses.view(c, r, max_steps + 1).mean(dim=1)
-    steps = [mean_ci95(per_curve[:, s]) for s in range(max_steps + 1)]
-    mse, ci95 = steps[algo.eval_inner_steps]
-    return {"mse": mse, "ci95": ci95, "curve_mse": [m for m, _ in steps], "curve_ci95": [h for _, h in steps]}
-
-
-def qualitative_example(trainer: MetaTrainer, meta_params, block: dict, points: int = 200) -> dict:
-    """The paper figure's data: true curve, K support points, prediction before/after adaptation."""
-    algo = trainer.algorithm
-    support = (block["support_x"][0, 0].float(), block["support_y"][0, 0].float())
-    amplitude, frequency, phase = block["curves"][0].tolist()
-    x = torch.linspace(float(block["query_x"][0, 0]), float(block["query_x"][0, -1]), points).view(-1, 1)
-    with torch.no_grad():
-        path = algo.adaptation_path(meta_params, support, trainer.loss, algo.eval_inner_steps)
-        before, after = (torch.func.functional_call(trainer.learner, p, (x,)) for p in (path[0], path[-1]))
-    return {"x": x.flatten().tolist(), "true": (amplitude * torch.sin(frequency * x + phase)).flatten().tolist(),
-            "before": before.flatten().tolist(), "after": after.flatten().tolist(),
-            "support_x": support[0].flatten().tolist(), "support_y": support[1].flatten().tolist(),
-            "inner_steps": algo.eval_inner_steps}
-
-
-def describe(trainer: MetaTrainer, ckpt: dict) -> dict:
-    """What the report needs to place a result: algorithm, training shots, budget, test steps."""
-    algo = trainer.algorithm
-    name = type(algo).__name__
-    if getattr(algo, "first_order", False):
-        name = "FOMAML"
-    return {"algorithm": name, "train_shots": trainer.tasks.support_size,
-            "meta_iterations": ckpt["iteration"], "meta_batch_size": trainer.meta_batch_size,
-            "inner_steps": algo.inner_steps, "eval_inner_steps": algo.eval_inner_steps, "seed": ckpt["seed"]}
-
-
-def test(checkpoint: Path, test_set: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR,
-         curve_steps: int = 10) -> dict:
-    """Meta-test ``checkpoint`` on a fixed sine meta-test set; writes ``metrics.json`` etc. to ``out_dir``."""
-    trainer, ckpt = _rebuild(checkpoint)
-    data = load_meta_test_set(test_set)
-    config = {"seed": ckpt["seed"], "checkpoint": str(checkpoint), "test_set": str(test_set),
-              "gin": config_as_dict()}
-    max_steps = max(curve_steps, trainer.algorithm.eval_inner_steps)
+    model, out_dir = load_model(checkpoint, bindings), Path(out_dir)
+    config = {"seed": model.seed, "checkpoint": str(checkpoint), "gin_bindings": list(bindings),
+              "test_set": None if test_set is None else str(test_set), "gin": config_as_dict()}
 
     def body(run) -> dict:
-        per_k = {f"{k}shot": evaluate_block(trainer, ckpt["meta_params"], block, max_steps)
-                 for k, block in sorted(data["shots"].items())}
-        summary = {name: {"mse": v["mse"], "ci95": v["ci95"]} for name, v in per_k.items()}
-        write_json(Path(out_dir) / "metrics.json", {**summary, "inner_steps": trainer.algorithm.eval_inner_steps})
-        write_json(Path(out_dir) / "curves.json", {"setting": describe(trainer, ckpt), "shots": per_k})
-        smallest = min(data["shots"])
-        write_json(Path(out_dir) / "qualitative.json",
-                   qualitative_example(trainer, ckpt["meta_params"], data["shots"][smallest]))
-        for name in ("metrics.json", "curves.json", "qualitative.json"):
-            run.add_artifact(str(Path(out_dir) / name), name=f"meta_test_{name}")
-        return {f"{name}_{stat}": v for name, stats in summary.items() for stat, v in stats.items()}
+        outcome = model.family.meta_test(model, test_set)
+        for name, data in outcome.files.items():
+            write_json(out_dir / name, data)
+            run.add_artifact(str(out_dir / name), name=f"meta_test_{name}")
+        return outcome.result
 
-    result, _ = recorded_run("meta-test", body, config=config, runs_dir=runs_dir)
+    result, _ = recorded_run("meta-test", body, config=config, runs_dir=runs_dir, mongo_url=mongo_url)
     return result

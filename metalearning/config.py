@@ -15,6 +15,8 @@ with warnings.catch_warnings():  # gin registers every torch.nn loss, deprecated
 
 # Importing the modules registers their configurables with gin.
 import metalearning.core.algorithms  # noqa: F401,E402
+import metalearning.core.anil  # noqa: F401,E402
+import metalearning.core.mamlpp  # noqa: F401,E402
 import metalearning.data.episodes  # noqa: F401,E402
 import metalearning.data.image_format  # noqa: F401,E402
 import metalearning.data.miniimagenet  # noqa: F401,E402
@@ -22,6 +24,7 @@ import metalearning.data.omniglot  # noqa: F401,E402
 import metalearning.learners.classification  # noqa: F401,E402
 import metalearning.learners.conv  # noqa: F401,E402
 import metalearning.learners.mlp  # noqa: F401,E402
+import metalearning.rl.configurables  # noqa: F401,E402
 import metalearning.tasks.sine  # noqa: F401,E402
 import metalearning.training  # noqa: F401,E402
 

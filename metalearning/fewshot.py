@@ -1,4 +1,4 @@
-"""Few-shot classification commands: fixed meta-test episode sets and meta-testing on them.
+"""The few-shot classification family's meta-test protocol: fixed episode sets and scoring on them.
 
 Every trained model is scored on the same seeded episode file (e.g. 600 5-way 1-shot tasks
 of held-out characters), so numbers are comparable across algorithms and reruns. Each model
@@ -11,13 +11,13 @@ after the algorithm's evaluation steps and at the points of :func:`curve_steps` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import gin
 from torch import Tensor
 
-from metalearning.checkpoints import load_checkpoint
-from metalearning.config import config_as_dict, load_config, load_config_text
+from metalearning.config import load_config
+from metalearning.core.family import MetaTestResult
 from metalearning.data.episodes import (
     FewShotTasks,
     accuracy,
@@ -27,10 +27,10 @@ from metalearning.data.episodes import (
     save_episode_set,
 )
 from metalearning.evaluation import adapted_scores, mean_ci95, metric_scores
-from metalearning.learners.classification import BN_MODES, classification_predictor
-from metalearning.metrics_io import write_json
-from metalearning.runs import DEFAULT_RUNS_DIR, recorded_run
-from metalearning.training import MetaTrainer
+from metalearning.learners.classification import BN_MODES, ClassificationPredictor
+
+if TYPE_CHECKING:
+    from metalearning.model import Model
 
 EVAL_CHUNK = 100  # episodes adapted per vmap call: bounds memory for 20-way / 50-step evaluation
 
@@ -55,16 +55,16 @@ def split_episodes(config_files: Sequence[Path], bindings: Sequence[str] = (), *
     return {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {"episodes": episodes}
 
 
-def describe_fewshot(trainer: MetaTrainer, ckpt: dict) -> dict:
+def describe(model: Model) -> dict:
     """What the report needs to place a result: algorithm, N-way K-shot of training, budget, BN mode."""
-    algo, tasks = trainer.algorithm, trainer.tasks
-    name = "FOMAML" if getattr(algo, "first_order", False) else type(algo).__name__
-    return {"algorithm": name, "ways": tasks.ways, "train_shots": tasks.shots, "train_queries": tasks.queries,
-            "meta_iterations": ckpt["iteration"], "meta_batch_size": trainer.meta_batch_size,
+    algo, trainer = model.algorithm, model.trainer
+    tasks = trainer.tasks
+    return {"algorithm": algo.label, "ways": tasks.ways, "train_shots": tasks.shots, "train_queries": tasks.queries,
+            "meta_iterations": model.iteration, "meta_batch_size": trainer.meta_batch_size,
             "inner_steps": algo.inner_steps, "eval_inner_steps": algo.eval_inner_steps,
             "train_bn_mode": trainer.predict.bn_mode,
             "learner": type(trainer.learner).__name__,
-            "parameters": sum(p.numel() for p in trainer.learner.parameters()), "seed": ckpt["seed"]}
+            "parameters": sum(p.numel() for p in trainer.learner.parameters()), "seed": model.seed}
 
 
 def curve_steps(steps: int) -> list[int]:
@@ -76,13 +76,13 @@ def curve_steps(steps: int) -> list[int]:
     return sorted({0, 1, 2, 5, *range(10, steps, 10), steps})
 
 
-def score_episodes(trainer: MetaTrainer, meta_params, task, at: Sequence[int]) -> dict[str, Tensor]:
+def score_episodes(model: Model, task, at: Sequence[int]) -> dict[str, Tensor]:
     """Query accuracy ``[episodes, len(at)]`` under each BN mode after each of the inner steps
     ``at``, from one adaptation per episode."""
     scores = {}
     for mode in BN_MODES:
-        scores |= metric_scores(classification_predictor(trainer.learner, mode), {mode: accuracy})
-    return adapted_scores(trainer.algorithm, meta_params, task, trainer.loss, max(at), scores,
+        scores |= metric_scores(ClassificationPredictor(model.trainer.learner, mode), {mode: accuracy})
+    return adapted_scores(model.algorithm, model.meta_params, task, model.trainer.loss, max(at), scores,
                           chunk_size=EVAL_CHUNK, at=at)
 
 
@@ -96,37 +96,26 @@ def summarise(per_episode: dict[str, Tensor], at: Sequence[int]) -> dict:
     return out
 
 
-def meta_test_fewshot(checkpoint: Path, episodes: Path, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR) -> dict:
-    """Meta-test ``checkpoint`` on the episode set ``episodes``; writes ``metrics.json`` and
-    ``curves.json`` to ``out_dir`` and records a Sacred run.
+def meta_test(model: Model, episodes: Path | None) -> MetaTestResult:
+    """Meta-test ``model`` on the episode set ``episodes``: accuracy ± 95% CI under both BN modes
+    (``metrics.json``) and on the way (``curves.json``). Reads only the meta-test classes.
 
     Raises:
-        ValueError: the episode set's N differs from the model's, or its class tensor differs
-            from the configured meta-test classes (different data file or split).
+        ValueError: no episode set given, its N differs from the model's, or its class tensor
+            differs from the configured meta-test classes (different data file or split).
     """
-    ckpt = load_checkpoint(checkpoint)
-    load_config_text(ckpt["gin_config"], origin=f"config stored in checkpoint {checkpoint}")
-    trainer, data = MetaTrainer(), load_episode_set(episodes)
-    if data["ways"] != trainer.tasks.ways:
-        raise ValueError(f"{episodes} holds {data['ways']}-way episodes; {checkpoint} is a "
-                         f"{trainer.tasks.ways}-way model")
+    if episodes is None:
+        raise ValueError("a few-shot meta-test needs --test-set (an episode set, e.g. data/omniglot/episodes/5w1s.pt)")
+    data, ways = load_episode_set(episodes), model.family.ways
+    if data["ways"] != ways:
+        raise ValueError(f"{episodes} holds {data['ways']}-way episodes; {model.path} is a {ways}-way model")
     classes = meta_test_tasks(ways=data["ways"], shots=data["shots"], queries=data["queries"]).classes
     task = episode_set_task(data, classes)
-    steps = trainer.algorithm.eval_inner_steps
-    config = {"seed": ckpt["seed"], "checkpoint": str(checkpoint), "episodes": str(episodes), "gin": config_as_dict()}
-
-    def body(run) -> dict:
-        at = curve_steps(steps)
-        summary = summarise(score_episodes(trainer, ckpt["meta_params"], task, at), at)
-        episode_info = {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {
-            "episodes": int(data["class_ids"].shape[0])}
-        metrics = {mode: {k: v[k] for k in ("accuracy", "ci95")} for mode, v in summary.items()}
-        write_json(Path(out_dir) / "metrics.json", {**metrics, "inner_steps": steps, **episode_info})
-        write_json(Path(out_dir) / "curves.json", {"setting": describe_fewshot(trainer, ckpt),
-                                                   "episodes": episode_info, "modes": summary})
-        for name in ("metrics.json", "curves.json"):
-            run.add_artifact(str(Path(out_dir) / name), name=f"meta_test_{name}")
-        return {f"{mode}_{stat}": v for mode, stats in metrics.items() for stat, v in stats.items()}
-
-    result, _ = recorded_run("meta-test", body, config=config, runs_dir=runs_dir)
-    return result
+    steps, at = model.algorithm.eval_inner_steps, curve_steps(model.algorithm.eval_inner_steps)
+    summary = summarise(score_episodes(model, task, at), at)
+    episode_info = {k: data[k] for k in ("ways", "shots", "queries", "seed")} | {
+        "episodes": int(data["class_ids"].shape[0])}
+    metrics = {mode: {k: v[k] for k in ("accuracy", "ci95")} for mode, v in summary.items()}
+    files = {"metrics.json": {**metrics, "inner_steps": steps, **episode_info},
+             "curves.json": {"setting": describe(model), "episodes": episode_info, "modes": summary}}
+    return MetaTestResult({f"{mode}_{stat}": v for mode, stats in metrics.items() for stat, v in stats.items()}, files)

@@ -76,3 +76,24 @@ def episode_set_names(experiments: dict, name: str) -> list[str]:
     if not sets:
         raise KeyError(f"experiment {name!r} names no meta-test episode set (key `episodes`)")
     return [str(s) for s in sets]
+
+
+EXPERIMENT_DIRS = {"rl": Path("configs/rl/experiments")}  # every other section: configs/experiments
+
+
+def task_threads(params: dict, task: str) -> int:
+    """Torch threads of a stage of ``task``: the section's ``threads``, else the top-level one."""
+    section = params.get(task, {})
+    return int(section.get("threads", params["threads"]))
+
+
+def stage_settings(params: dict, task: str, experiment: str,
+                   origin: Path = DEFAULT_PARAMS) -> tuple[Path, list[str], int]:
+    """(experiment gin file, the bindings the active profile imposes, torch threads) of one
+    training stage of ``task`` (``sine``, ``omniglot``, ``rl``)."""
+    config = EXPERIMENT_DIRS.get(task, Path("configs/experiments")) / f"{experiment}.gin"
+    if task == "sine":
+        bindings = sine_bindings(params, origin)
+    else:
+        bindings = experiment_bindings(params, task, experiment, origin)
+    return config, bindings, task_threads(params, task)

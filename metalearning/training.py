@@ -1,9 +1,16 @@
-"""Meta-training: sample a meta-batch, take the algorithm's meta-gradient, step the meta-optimiser.
+"""The one meta-training loop of every task family (STYLE P10).
 
-The loop checkpoints its whole state every ``CheckpointPolicy.every`` iterations (and on
-Ctrl-C), so a killed run resumed from its last checkpoint ends bit-identical to an
-uninterrupted one on CPU. A non-finite meta-loss stops the run before the bad step is
-applied, leaving the last good checkpoint in place.
+A meta-iteration asks the task family for a meta-batch (sine or few-shot tasks; meta-RL's
+rollouts of the current policy) and hands it to the outer rule: the algorithm's meta-gradient
+into a torch meta-optimiser (:class:`GradientRule`), or TRPO on the family's surrogate
+(:class:`metalearning.rl.trpo.TRPO`). Around that, written once for all families:
+
+* a checkpoint of the whole state every ``CheckpointPolicy.every`` iterations and on Ctrl-C,
+  so a killed run resumed from its last checkpoint ends bit-identical to an uninterrupted one;
+* a NaN guard: a non-finite meta-loss, meta-gradient, sampled scalar or updated parameter stops
+  the run before the bad step is applied, leaving the last good checkpoint in place;
+* the learning curve (means over ``log_every`` iterations, validation metrics), a progress bar,
+  and model selection for families that keep their best meta-parameters (meta-RL).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import gin
 import torch
@@ -22,11 +29,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from metalearning.checkpoints import save_checkpoint
-from metalearning.core.adapt import Batch
 from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves, set_meta_grads
+from metalearning.core.family import MetaBatch, TaskFamily
 from metalearning.core.functional import predictor as plain_predictor
-from metalearning.evaluation import validation_metrics
 from metalearning.rng import get_rng_states, set_rng_states
+
+VAL_SEED_OFFSET = 1_000_003  # validation tasks come from a stream disjoint from training's
 
 
 class MetricsSink(Protocol):
@@ -35,50 +43,119 @@ class MetricsSink(Protocol):
     def log_scalar(self, name: str, value: float, step: int) -> None: ...
 
 
-@gin.configurable
-class MetaTrainer:
-    """Everything one meta-training run needs, bound from gin (STYLE P4 names).
+class OuterStep(Protocol):
+    """An outer rule bound to one run's meta-parameters: applies one meta-update in place."""
 
-    The loss of both loops is ``tasks.criterion(predict(params, batch), batch[1])``; validation
-    logs every metric of ``tasks.metrics`` (e.g. ``mse``; ``loss`` and ``accuracy``) on the query
-    sets of fixed validation tasks, after ``algorithm.eval_inner_steps`` inner steps.
+    def step(self, batch: MetaBatch, iteration: int) -> dict[str, float | Tensor]:
+        """Update the meta-parameters from ``batch`` (meta-iteration ``iteration``, 0-based);
+        return the scalars to log. Raises FloatingPointError before applying a non-finite update."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None: ...
+
+
+class OuterRule(Protocol):
+    """How meta-parameters are updated: ``start`` binds the rule to a run."""
+
+    def start(self, trainer: MetaTrainer, meta_params: MetaParams) -> OuterStep: ...
+
+
+def require_finite(what: str, values: Mapping[str, Any], iteration: int) -> None:
+    """Raise FloatingPointError naming the first non-finite entry of ``values`` (tensors or floats)."""
+    for name, value in values.items():
+        if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+            raise FloatingPointError(f"{what} {name} became non-finite at meta-iteration {iteration + 1}")
+
+
+@dataclass(frozen=True)
+class GradientRule:
+    """The algorithm's meta-gradient, averaged over the meta-batch, into a torch optimiser.
 
     Args:
-        algorithm: a :class:`~metalearning.core.algorithms.MetaLearner`.
-        learner: the model whose parameters are meta-learned (built once, seeded).
-        tasks: the task distribution; provides ``sample(n, generator)``, ``criterion(outputs,
-            targets)`` and ``metrics`` (name → ``fn(outputs, targets)``).
         meta_optimizer: optimiser class called on the meta-parameter leaves (lr bound in gin).
-        meta_batch_size: tasks per meta-iteration.
-        meta_iterations: number of meta-iterations.
         anneal_meta_lr: linearly anneal the meta learning rate to 0 (reptile.md appendix).
+    """
+
+    meta_optimizer: Callable[..., torch.optim.Optimizer]
+    anneal_meta_lr: bool = False
+
+    def start(self, trainer: MetaTrainer, meta_params: MetaParams) -> GradientStep:
+        optimizer = self.meta_optimizer(meta_leaves(meta_params))
+        total, anneal = trainer.meta_iterations, self.anneal_meta_lr
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1 - it / total if anneal else 1.0)
+        return GradientStep(trainer, meta_params, optimizer, schedule)
+
+
+@dataclass
+class GradientStep:
+    trainer: MetaTrainer
+    meta_params: MetaParams
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+
+    def step(self, batch: MetaBatch, iteration: int) -> dict[str, Tensor]:
+        grads, meta_loss = self.trainer.algorithm.meta_gradient(self.meta_params, batch.tasks, self.trainer.loss,
+                                                                iteration=iteration)
+        require_finite("meta-loss", {"": meta_loss}, iteration)
+        require_finite("meta-gradient of", {f"{g}.{k}": v for g, vs in grads.items() for k, v in vs.items()},
+                       iteration)
+        set_meta_grads(self.meta_params, grads)
+        self.optimizer.step()
+        self.schedule.step()
+        return {"meta_train.loss": meta_loss}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+
+
+@gin.configurable
+class MetaTrainer:
+    """Everything one meta-training run needs, bound from gin (STYLE P4 names), for any family.
+
+    Args:
+        algorithm: a :class:`~metalearning.core.algorithms.MetaLearner`; refused (ValueError)
+            when its :meth:`~metalearning.core.algorithms.MetaLearner.unsupported` names the family.
+        learner: the model whose parameters are meta-learned (built once, seeded): a regressor,
+            a classifier, or meta-RL's policy.
+        tasks: the task family (:class:`~metalearning.core.family.TaskFamily`).
+        meta_batch_size: tasks per meta-iteration.
+        meta_iterations: number of meta-iterations (0 keeps the initialisation).
+        meta_optimizer: optimiser class for the gradient outer rule (:class:`GradientRule`).
+        outer_rule: another outer rule instead (meta-RL: ``@TRPO()``); bind exactly one of the two.
+        anneal_meta_lr: linearly anneal the meta learning rate to 0 (gradient rule only).
         log_every: meta-iterations per logged point of the learning curve.
         predictor: ``predictor(learner) -> predict(params, batch)``; default: the learner applied
             to ``batch[0]``. Batch-norm classifiers bind
-            :func:`~metalearning.learners.classification.classification_predictor` (BN mode).
+            :class:`~metalearning.learners.classification.ClassificationPredictor` (BN mode).
         meta_val_tasks: number of fixed validation tasks (drawn once from ``tasks`` with a seed
-            stream disjoint from training's).
+            stream disjoint from training's); families without validation ignore it.
     """
 
-    def __init__(self, *, algorithm: MetaLearner, learner: nn.Module, tasks, meta_optimizer: Callable,
-                 meta_batch_size: int, meta_iterations: int, anneal_meta_lr: bool = False,
-                 log_every: int = 100, predictor: Callable[[nn.Module], Callable] = plain_predictor,
-                 meta_val_tasks: int = 100):
+    def __init__(self, *, algorithm: MetaLearner, learner: nn.Module, tasks: TaskFamily, meta_batch_size: int,
+                 meta_iterations: int, meta_optimizer: Callable | None = None, outer_rule: OuterRule | None = None,
+                 anneal_meta_lr: bool = False, log_every: int = 100,
+                 predictor: Callable[[nn.Module], Callable] = plain_predictor, meta_val_tasks: int = 100):
+        reason = algorithm.unsupported(tasks.kind)
+        if reason:
+            raise ValueError(f"MetaTrainer.algorithm: {algorithm.label} cannot meta-train on {tasks.kind} tasks: "
+                             f"{reason}")
+        if (meta_optimizer is None) == (outer_rule is None):
+            raise ValueError("bind exactly one of MetaTrainer.meta_optimizer (the gradient outer rule) and "
+                             "MetaTrainer.outer_rule (e.g. @TRPO())")
         self.algorithm, self.learner, self.tasks = algorithm, learner, tasks
-        self.meta_optimizer, self.meta_batch_size = meta_optimizer, meta_batch_size
-        self.meta_iterations, self.anneal_meta_lr, self.log_every = meta_iterations, anneal_meta_lr, log_every
+        self.meta_batch_size, self.meta_iterations, self.log_every = meta_batch_size, meta_iterations, log_every
+        self.outer_rule = outer_rule if outer_rule is not None else GradientRule(meta_optimizer, anneal_meta_lr)
         self.predict, self.meta_val_tasks = predictor(learner), meta_val_tasks
-        criterion = tasks.criterion
+        self.loss = tasks.loss(learner, self.predict)
 
-        def loss(params, batch: Batch) -> Tensor:
-            return criterion(self.predict(params, batch), batch[1])
-
-        self.loss = loss
-
-    def validate(self, meta_params: MetaParams, val_tasks) -> dict[str, float]:
-        """Mean of each of ``tasks.metrics`` on ``val_tasks``' query sets after adaptation."""
-        return validation_metrics(self.algorithm, meta_params, val_tasks, self.loss, self.predict,
-                                  self.tasks.metrics, self.algorithm.eval_inner_steps)
+    def validation_tasks(self, seed: int) -> Any:
+        """The fixed validation tasks of a run seeded ``seed`` (None if the family has none)."""
+        return self.tasks.validation_tasks(self.meta_val_tasks, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
 
 
 @dataclass(frozen=True)
@@ -90,86 +167,104 @@ class CheckpointPolicy:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _clone(meta_params: MetaParams) -> MetaParams:
+    return {g: {k: p.detach().clone() for k, p in group.items()} for g, group in meta_params.items()}
+
+
 @dataclass
 class TrainingState:
     """Everything the rest of a run depends on; restoring it resumes bit-identically."""
 
     meta_params: MetaParams
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
+    outer: OuterStep
     generator: torch.Generator
     iteration: int = 0
-    window: list[Tensor] = field(default_factory=list)
-    train_loss: float = math.nan
-    val: dict[str, float] = field(default_factory=dict)
+    window: dict[str, list] = field(default_factory=dict)  # scalars since the last logged point
+    logged: dict[str, float] = field(default_factory=dict)  # the last logged point
+    best: MetaParams | None = None  # families that select: the best-scoring meta-parameters so far
+    best_iteration: int = 0
+    best_score: float = -math.inf
+
+    @property
+    def selected(self) -> MetaParams:
+        """The meta-parameters a meta-test uses: the best-scoring ones, else the latest."""
+        return self.meta_params if self.best is None else self.best
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(), "task_generator": self.generator.get_state(),
-            "window": [w.detach().clone() for w in self.window], "train_loss": self.train_loss,
-            "val": dict(self.val), "rng": get_rng_states(),
+            "iteration": self.iteration, "outer": self.outer.state_dict(), "task_generator": self.generator.get_state(),
+            "window": {k: [torch.as_tensor(v).detach().clone() for v in vs] for k, vs in self.window.items()},
+            "logged": dict(self.logged), "best": self.best, "best_iteration": self.best_iteration,
+            "best_score": self.best_score, "rng": get_rng_states(),
         }
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: dict[str, Any], meta_params: MetaParams) -> None:
         with torch.no_grad():
             for group, params in self.meta_params.items():
                 for k, p in params.items():
-                    p.copy_(saved["meta_params"][group][k])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.schedule.load_state_dict(saved["schedule"])
+                    p.copy_(meta_params[group][k])
+        self.outer.load_state_dict(saved["outer"])
         self.generator.set_state(saved["task_generator"])
-        self.iteration, self.window = saved["iteration"], list(saved["window"])
-        self.train_loss, self.val = saved["train_loss"], dict(saved["val"])
+        self.iteration, self.logged = saved["iteration"], dict(saved["logged"])
+        self.window = {k: list(vs) for k, vs in saved["window"].items()}
+        self.best, self.best_iteration, self.best_score = saved["best"], saved["best_iteration"], saved["best_score"]
         set_rng_states(saved["rng"])
 
 
 @dataclass
 class TrainResult:
+    """The run's end: meta-parameters (final and selected), iterations, the last logged point."""
+
     meta_params: MetaParams
-    optimizer: torch.optim.Optimizer
+    selected: MetaParams
     iterations: int
-    final_meta_loss: float
-    val: dict[str, float]
+    logged: dict[str, float]
+    best_iteration: int | None
 
 
 def init_state(trainer: MetaTrainer, seed: int) -> TrainingState:
-    """Fresh state: meta-parameters from the learner, meta-optimiser, LR schedule, task RNG."""
+    """Fresh state: meta-parameters from the learner (drawn with the task generator seeded
+    ``seed``, e.g. Meta-SGD's α), the outer rule bound to them, the task generator."""
     generator = torch.Generator().manual_seed(seed)
     meta_params = trainer.algorithm.init_meta_params(dict(trainer.learner.named_parameters()), generator)
-    optimizer = trainer.meta_optimizer(meta_leaves(meta_params))
-    total = trainer.meta_iterations
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: 1 - it / total if trainer.anneal_meta_lr else 1.0
-    )
-    return TrainingState(meta_params, optimizer, schedule, generator)
+    return TrainingState(meta_params, trainer.outer_rule.start(trainer, meta_params), generator)
 
 
 def _step(trainer: MetaTrainer, state: TrainingState) -> None:
-    """One meta-iteration; raises before the update if the meta-loss is not finite."""
-    batch = trainer.tasks.sample(trainer.meta_batch_size, state.generator)
-    grads, meta_loss = trainer.algorithm.meta_gradient(state.meta_params, batch, trainer.loss)
-    if not torch.isfinite(meta_loss):
-        raise FloatingPointError(f"meta-loss became {meta_loss.item()} at meta-iteration {state.iteration + 1}")
-    set_meta_grads(state.meta_params, grads)
-    state.optimizer.step()
-    state.schedule.step()
-    state.window.append(meta_loss)
+    """One meta-iteration; raises FloatingPointError before a non-finite update is applied."""
+    try:
+        batch = trainer.tasks.meta_batch(trainer, state.meta_params, trainer.meta_batch_size, state.generator)
+    except FloatingPointError as err:  # e.g. meta-RL's baseline fit on a diverged policy's episodes
+        raise FloatingPointError(f"{err}, sampling meta-iteration {state.iteration + 1}") from err
+    require_finite("sampled", batch.scalars, state.iteration)
+    if batch.score is not None and batch.score > state.best_score:
+        state.best, state.best_iteration, state.best_score = _clone(state.meta_params), state.iteration, batch.score
+    scalars = {**batch.scalars, **state.outer.step(batch, state.iteration)}
+    for name, value in scalars.items():
+        state.window.setdefault(name, []).append(value)
     state.iteration += 1
 
 
+def _mean(values: list) -> float:
+    """Mean over a window; float32 losses are averaged in float32, Python floats in float64."""
+    return float(torch.stack([torch.as_tensor(v, dtype=torch.float64) if isinstance(v, float) else v
+                              for v in values]).mean())
+
+
 def _log(trainer: MetaTrainer, state: TrainingState, sink: MetricsSink, val_tasks) -> None:
-    state.train_loss = float(torch.stack(state.window).mean())
-    state.window.clear()
-    state.val = trainer.validate(state.meta_params, val_tasks)
-    sink.log_scalar("meta_train.loss", state.train_loss, state.iteration)
-    for name, value in state.val.items():
-        sink.log_scalar(f"meta_val.{name}", value, state.iteration)
+    state.logged = {name: _mean(values) for name, values in state.window.items()}
+    state.window = {}
+    if val_tasks is not None:
+        state.logged |= {f"meta_val.{k}": v for k, v in
+                         trainer.tasks.validation(trainer, state.meta_params, val_tasks).items()}
+    for name, value in state.logged.items():
+        sink.log_scalar(name, value, state.iteration)
 
 
 def save_state(policy: CheckpointPolicy, state: TrainingState, **extra: Any) -> None:
+    best = {} if state.best is None else {"best_meta_params": state.best, "best_iteration": state.best_iteration}
     save_checkpoint(policy.path, meta_params=state.meta_params, iteration=state.iteration,
-                    training_state=state.state_dict(), **policy.extra, **extra)
+                    training_state=state.state_dict(), **best, **policy.extra, **extra)
 
 
 @contextmanager
@@ -190,12 +285,14 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
                checkpoint: CheckpointPolicy | None = None, progress: bool = True) -> TrainResult:
     """Run ``trainer`` from ``state`` (fresh from :func:`init_state`, or restored) to the end.
 
-    Logs ``meta_train.loss`` (mean query loss after adaptation over the last ``log_every``
-    iterations) and ``meta_val.<metric>`` for each of ``tasks.metrics`` (on the fixed
-    ``val_tasks``) every ``log_every`` iterations.
+    Every ``log_every`` iterations (and at the end) logs the mean of each scalar the family and
+    the outer rule reported since the last point (e.g. ``meta_train.loss``, the mean query loss
+    after adaptation; meta-RL's returns and TRPO's diagnostics) and ``meta_val.<metric>`` on the
+    fixed ``val_tasks``.
 
     Raises:
-        FloatingPointError: the meta-loss is NaN/inf (the bad update is not applied).
+        FloatingPointError: a meta-loss, meta-gradient, sampled scalar or update is NaN/inf (the
+            bad update is not applied).
         KeyboardInterrupt: on Ctrl-C, after writing a checkpoint of the last whole iteration.
     """
     bar = tqdm(total=trainer.meta_iterations, initial=state.iteration, desc="meta-train",
@@ -206,11 +303,10 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
             bar.update()
             if state.iteration % trainer.log_every == 0 or state.iteration == trainer.meta_iterations:
                 _log(trainer, state, sink, val_tasks)
-                shown = {f"val_{k}": f"{v:.3f}" for k, v in state.val.items()}
-                bar.set_postfix(loss=f"{state.train_loss:.3f}", **shown)
+                bar.set_postfix({k.split(".")[-1]: f"{v:.3f}" for k, v in list(state.logged.items())[:3]})
             if checkpoint and (state.iteration % checkpoint.every == 0 or interrupted()):
                 save_state(checkpoint, state)
             if interrupted():
                 raise KeyboardInterrupt(f"interrupted after meta-iteration {state.iteration}")
-    return TrainResult(meta_params=state.meta_params, optimizer=state.optimizer, iterations=state.iteration,
-                       final_meta_loss=state.train_loss, val=state.val)
+    return TrainResult(meta_params=state.meta_params, selected=state.selected, iterations=state.iteration,
+                       logged=state.logged, best_iteration=None if state.best is None else state.best_iteration)

@@ -1,4 +1,7 @@
-"""DVC stage: meta-test one trained experiment on its family's fixed meta-test set."""
+"""DVC stage: meta-test one trained experiment of any task family by its protocol: sine on its
+family's fixed meta-test set, few-shot on each of its episode sets (params.yaml
+``<task>.experiments.<name>.episodes``, into ``<out>/<set>/``), meta-RL on new tasks drawn with
+``rl.meta_test_seed``."""
 
 import argparse
 from pathlib import Path
@@ -6,16 +9,27 @@ from pathlib import Path
 import torch
 
 from metalearning.commands import test
-from metalearning.params import load_params
-from metalearning.rundb.target import adopt_params_mongo_url
+from metalearning.params import episode_set_names, load_params, task_threads
+from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--task", default="sine", help="params.yaml section: sine, omniglot or rl")
+parser.add_argument("--experiment", required=True)
 parser.add_argument("--checkpoint", type=Path, required=True)
-parser.add_argument("--test-set", type=Path, required=True)
+parser.add_argument("--test-set", type=Path, help="sine: the family's meta-test set")
+parser.add_argument("--episodes-dir", type=Path, help="few-shot: the folder holding <set>.pt")
 parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
-adopt_params_mongo_url(args.params)
 
-torch.set_num_threads(load_params(args.params)["threads"])
-test(args.checkpoint, args.test_set, out_dir=args.out)
+params = load_params(args.params)
+torch.set_num_threads(task_threads(params, args.task))
+mongo_url = resolve_mongo_url(params_path=args.params)
+if args.task == "sine":
+    test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url)
+elif args.task == "rl":
+    seed = int(params["rl"]["meta_test_seed"])
+    test(args.checkpoint, out_dir=args.out, bindings=[f"MetaRL.eval_seed = {seed}"], mongo_url=mongo_url)
+else:
+    for name in episode_set_names(params[args.task]["experiments"], args.experiment):
+        test(args.checkpoint, args.episodes_dir / f"{name}.pt", out_dir=args.out / name, mongo_url=mongo_url)

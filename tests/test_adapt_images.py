@@ -21,7 +21,6 @@ from metalearning import adapt_images as ai
 from metalearning import commands
 from metalearning.checkpoints import load_checkpoint, save_checkpoint
 from metalearning.cli import main
-from metalearning.config import load_config
 from metalearning.data import miniimagenet, omniglot
 from metalearning.data.arrays import save_arrays
 from metalearning.data.image_format import ImageFormat
@@ -287,10 +286,9 @@ def test_checkpoint_without_gin_config_is_named(maml_checkpoint, task, capsys):
     assert "bare.pt" in err and "gin config" in err
 
 
-def test_non_image_checkpoint_is_refused(maml_checkpoint, task, repo):
-    """A sine regressor's config binds no image_format: refused, naming the checkpoint."""
-    sine = task / "sine.pt"
-    config = load_config([repo / "configs" / "experiments" / "maml_sine_5shot.gin"])
-    save_checkpoint(sine, meta_params=load_checkpoint(maml_checkpoint)["meta_params"], iteration=2, gin_config=config)
-    with pytest.raises(ValueError, match="sine.pt.*image"):
-        ai.load_adaptable(sine)
+def test_non_image_checkpoint_is_refused(tmp_path, repo):
+    """A sine regressor is refused, naming the checkpoint and its family."""
+    commands.train([repo / "configs" / "experiments" / "maml_sine_5shot.gin"], ["MetaTrainer.meta_iterations = 2"],
+                   seed=0, out_dir=tmp_path / "sine", runs_dir=tmp_path / "runs", progress=False)
+    with pytest.raises(ValueError, match=r"sine/checkpoint.pt is a sine model.*image classifiers"):
+        ai.load_adaptable(tmp_path / "sine" / "checkpoint.pt")

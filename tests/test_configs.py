@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-import metalearning.rl.experiment  # noqa: F401  (registers the meta-RL configurables of configs/rl)
 from metalearning import commands
 from metalearning.config import ConfigError, load_config
-from metalearning.fewshot import meta_test_fewshot, split_episodes
+from metalearning.fewshot import split_episodes
 from metalearning.metrics_io import read_json
+from metalearning.tasks.sine_metatest import split_sine
 from tests.conftest import fake_miniimagenet, fake_omniglot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,10 +27,6 @@ SINE = [p for p in EXPERIMENTS if "sine" in p.stem]
 FEWSHOT = [p for p in EXPERIMENTS if p not in SINE]
 
 
-def test_experiments_are_all_smoke_run():
-    assert set(SINE) | set(FEWSHOT) == set(EXPERIMENTS) and FEWSHOT
-
-
 @pytest.mark.parametrize("path", FEWSHOT, ids=lambda p: p.stem)
 def test_every_fewshot_experiment_smoke_runs(path, tmp_path):
     """Train a few iterations on generated data of the right format, build an episode set, meta-test."""
@@ -43,8 +39,8 @@ def test_every_fewshot_experiment_smoke_runs(path, tmp_path):
     assert result["meta_iterations"] == 3 and 0 <= result["final_meta_val_accuracy"] <= 1
     ways = 20 if "20w" in path.stem else 5
     split_episodes([path], data, ways=ways, shots=1, queries=2, episodes=4, seed=0, out=tmp_path / "episodes.pt")
-    meta_test_fewshot(tmp_path / "model" / "checkpoint.pt", tmp_path / "episodes.pt", out_dir=tmp_path / "metrics",
-                 runs_dir=tmp_path / "runs")
+    commands.test(tmp_path / "model" / "checkpoint.pt", tmp_path / "episodes.pt", out_dir=tmp_path / "metrics",
+                  runs_dir=tmp_path / "runs")
     metrics = read_json(tmp_path / "metrics" / "metrics.json")
     assert metrics["episodes"] == 4 and metrics["ways"] == ways
     for mode in ("transductive", "non_transductive"):
@@ -57,10 +53,10 @@ def test_every_sine_experiment_smoke_runs(path, tmp_path):
                             progress=False)
     assert result["meta_iterations"] == 3
     family = "sine_reptile" if "reptile" in path.stem else "sine_metasgd"
-    commands.split_sine([REPO / "configs" / "tasks" / f"{family}.gin"], ["shots = 5"], shots=[5, 10],
+    split_sine([REPO / "configs" / "tasks" / f"{family}.gin"], ["shots = 5"], shots=[5, 10],
                         curves=3, repeats=2, seed=0, out=tmp_path / "test.pt")
     commands.test(tmp_path / "model" / "checkpoint.pt", tmp_path / "test.pt", out_dir=tmp_path / "metrics",
-                  runs_dir=tmp_path / "runs", curve_steps=2)
+                  runs_dir=tmp_path / "runs")
     metrics = read_json(tmp_path / "metrics" / "metrics.json")
     assert set(metrics) == {"5shot", "10shot", "inner_steps"}
     assert metrics["5shot"]["mse"] > 0

@@ -11,7 +11,7 @@ from metalearning.core.adapt import SGD, adapt_with_state
 from metalearning.core.algorithms import MAML, Reptile, minibatch
 from metalearning.data.episodes import FewShotTasks, accuracy
 from metalearning.evaluation import adapted_query_losses, adapted_scores, metric_scores
-from metalearning.fewshot import curve_steps, meta_test_fewshot, split_episodes
+from metalearning.fewshot import curve_steps, split_episodes
 from metalearning.learners.classification import classification_predictor, make_classification_loss
 from metalearning.learners.conv import Conv4
 from metalearning.metrics_io import CurveRecorder, read_json, write_json
@@ -104,7 +104,7 @@ def test_fewshot_training_logs_loss_and_accuracy(tmp_path):
     curve = CurveRecorder()
     val = trainer.tasks.sample(3, torch.Generator().manual_seed(1))
     result = meta_train(trainer, init_state(trainer, 0), sink=curve, val_tasks=val, progress=False)
-    assert set(result.val) == {"loss", "accuracy"}
+    assert set(result.logged) == {"meta_train.loss", "meta_val.loss", "meta_val.accuracy"}
     assert set(curve.rows[2]) == {"iteration", "meta_train.loss", "meta_val.loss", "meta_val.accuracy"}
     assert trainer.predict.bn_mode == "transductive"
 
@@ -124,8 +124,8 @@ def trained(tmp_path_factory):
 def test_meta_test_scores_both_bn_modes_deterministically(trained):
     work, _ = trained
     for out in ("a", "b"):
-        meta_test_fewshot(work / "model/checkpoint.pt", work / "episodes.pt", out_dir=work / out,
-                          runs_dir=work / "runs")
+        commands.test(work / "model/checkpoint.pt", work / "episodes.pt", out_dir=work / out,
+                      runs_dir=work / "runs")
     a, b = read_json(work / "a/metrics.json"), read_json(work / "b/metrics.json")
     assert a == b
     assert a["episodes"] == 6 and a["inner_steps"] == 3 and (a["ways"], a["shots"], a["queries"]) == (5, 1, 2)
@@ -143,8 +143,8 @@ def test_meta_test_rejects_an_episode_set_of_other_classes(trained, tmp_path):
     split_episodes([REPO / "configs/tasks/omniglot.gin"], other, ways=5, shots=1, queries=2, episodes=6, seed=3,
                    out=tmp_path / "other.pt")
     with pytest.raises(ValueError, match="class tensor differs"):
-        meta_test_fewshot(work / "model/checkpoint.pt", tmp_path / "other.pt", out_dir=tmp_path / "m",
-                          runs_dir=tmp_path / "runs")
+        commands.test(work / "model/checkpoint.pt", tmp_path / "other.pt", out_dir=tmp_path / "m",
+                      runs_dir=tmp_path / "runs")
 
 
 def test_meta_test_rejects_an_episode_set_with_another_way_count(trained, tmp_path):
@@ -152,8 +152,8 @@ def test_meta_test_rejects_an_episode_set_with_another_way_count(trained, tmp_pa
     split_episodes([REPO / "configs/tasks/omniglot.gin"], data, ways=3, shots=1, queries=2, episodes=6, seed=3,
                    out=tmp_path / "three.pt")
     with pytest.raises(ValueError, match="3-way episodes.*5-way model"):
-        meta_test_fewshot(work / "model/checkpoint.pt", tmp_path / "three.pt", out_dir=tmp_path / "m",
-                          runs_dir=tmp_path / "runs")
+        commands.test(work / "model/checkpoint.pt", tmp_path / "three.pt", out_dir=tmp_path / "m",
+                      runs_dir=tmp_path / "runs")
 
 
 def test_params_apply_cpu_bindings_only_in_the_cpu_profile():

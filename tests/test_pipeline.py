@@ -30,9 +30,9 @@ def _tiny_params() -> dict:
     params["omniglot"]["experiments"] = {"maml_omniglot_5w1s": {"episodes": ["5w1s", "5w2s"], "cpu": list(tiny)},
                                          "reptile_omniglot_5w1s": {"episodes": "5w1s", "cpu": list(tiny)}}
     rl_tiny = ["GaussianMLPPolicy.hidden = (8,)", "meta_batch_size = 2", "trajectories = 2", "TRPO.cg_iters = 2",
-               "eval_tasks = 3", "eval_trajectories = 2", "RLExperiment.plotted_tasks = 2",
+               "eval_tasks = 3", "eval_trajectories = 2", "MetaRL.plotted_tasks = 2",
                "BatchNavigation2D.horizon = 5"]
-    params["rl"]["experiments"] = {"maml_nav2d_fixed": {"cpu": [*rl_tiny, "RLExperiment.meta_iterations = 1"]},
+    params["rl"]["experiments"] = {"maml_nav2d_fixed": {"cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"]},
                                    "random_nav2d_squared": {"cpu": list(rl_tiny)}}
     return params
 

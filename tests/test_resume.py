@@ -19,16 +19,22 @@ from .conftest import REPO
 
 EXPERIMENT = REPO / "configs" / "experiments" / "metasgd_sine_5shot.gin"
 BINDINGS = ["MetaTrainer.meta_iterations = 600", "MetaTrainer.log_every = 50"]
+RL_EXPERIMENT = REPO / "configs" / "rl" / "experiments" / "metasgd_nav2d_random.gin"
+RL_BINDINGS = ["GaussianMLPPolicy.hidden = (16,)", "meta_batch_size = 3", "trajectories = 4", "TRPO.cg_iters = 3",
+               "BatchNavigation2D.horizon = 20", "MetaTrainer.meta_iterations = 40"]
+# family -> (experiment, bindings, iterations, checkpoint every)
+RUNS = {"sine": (EXPERIMENT, BINDINGS, 600, 100), "rl": (RL_EXPERIMENT, RL_BINDINGS, 40, 4)}
 
 
 def _cmd(*args):
     return [sys.executable, "-m", "metalearning", *args]
 
 
-def _train_cmd(out: Path, runs: Path):
-    binds = [x for b in BINDINGS for x in ("--bind", b)]
-    return _cmd("train", "--config", str(EXPERIMENT), *binds, "--seed", "2", "--out", str(out),
-                "--runs-dir", str(runs), "--checkpoint-every", "100", "--quiet")
+def _train_cmd(out: Path, runs: Path, family: str = "sine"):
+    experiment, bindings, _, every = RUNS[family]
+    binds = [x for b in bindings for x in ("--bind", b)]
+    return _cmd("train", "--config", str(experiment), *binds, "--seed", "2", "--out", str(out),
+                "--runs-dir", str(runs), "--checkpoint-every", str(every), "--quiet")
 
 
 def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout: float = 120) -> int:
@@ -41,35 +47,53 @@ def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, timeout: float = 12
     raise TimeoutError(path)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reference")
-    subprocess.run(_train_cmd(tmp / "model", tmp / "runs"), check=True, capture_output=True)
+def _reference(tmp_path_factory, family: str) -> Path:
+    tmp = tmp_path_factory.mktemp(f"reference_{family}")
+    subprocess.run(_train_cmd(tmp / "model", tmp / "runs", family), check=True, capture_output=True)
     return tmp / "model"
 
 
-def _assert_same_run(model: Path, reference: Path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return _reference(tmp_path_factory, "sine")
+
+
+@pytest.fixture(scope="module")
+def rl_reference(tmp_path_factory):
+    return _reference(tmp_path_factory, "rl")
+
+
+def _assert_same_run(model: Path, reference: Path, iterations: int = 600):
     got, want = load_checkpoint(model / "checkpoint.pt"), load_checkpoint(reference / "checkpoint.pt")
-    assert got["iteration"] == want["iteration"] == 600
-    for group in want["meta_params"]:
-        for k, p in want["meta_params"][group].items():
-            assert torch.equal(got["meta_params"][group][k], p), (group, k)
+    assert got["iteration"] == want["iteration"] == iterations
+    for key in ("meta_params", "best_meta_params"):
+        assert (key in got) == (key in want)
+        for group in want.get(key, {}):
+            for k, p in want[key][group].items():
+                assert torch.equal(got[key][group][k], p), (key, group, k)
+    assert got.get("best_iteration") == want.get("best_iteration")
     assert (model / "learning_curve.csv").read_text() == (reference / "learning_curve.csv").read_text()
     strip = lambda d: {k: v for k, v in d.items() if k != "sacred_run_id"}  # noqa: E731
     assert strip(json.loads((model / "train_metrics.json").read_text())) == \
         strip(json.loads((reference / "train_metrics.json").read_text()))
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path, reference):
-    proc = subprocess.Popen(_train_cmd(tmp_path / "model", tmp_path / "runs"),
+@pytest.mark.parametrize("family", ["sine", "rl"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, family, request):
+    """Killed mid-run, resumed from its last checkpoint: the same parameters, learning curve and
+    metrics as an uninterrupted run (meta-RL: also the best meta-parameters and their iteration,
+    the rollouts' RNG, and TRPO's updates)."""
+    reference = request.getfixturevalue("reference" if family == "sine" else "rl_reference")
+    iterations = RUNS[family][2]
+    proc = subprocess.Popen(_train_cmd(tmp_path / "model", tmp_path / "runs", family),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed_at = _wait_for_checkpoint(tmp_path / "model" / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert killed_at < 600
+    assert killed_at < iterations
     subprocess.run(_cmd("resume", "--checkpoint", str(tmp_path / "model" / "checkpoint.pt"),
                         "--runs-dir", str(tmp_path / "runs"), "--quiet"), check=True, capture_output=True)
-    _assert_same_run(tmp_path / "model", reference)
+    _assert_same_run(tmp_path / "model", reference, iterations)
     resumed = json.loads((tmp_path / "runs" / "2" / "config.json").read_text())
     assert resumed["resumed_at_iteration"] == killed_at and resumed["resumed_from"]["sacred_run_id"] == "1"
 
@@ -126,3 +150,47 @@ def test_nan_run_is_recorded_failed_via_cli(tmp_path):
     assert out.returncode == 1 and "meta-iteration 1" in out.stderr
     run = json.loads((tmp_path / "runs" / "1" / "run.json").read_text())
     assert run["status"] == "FAILED" and "meta-iteration 1" in "".join(run["fail_trace"])
+
+
+class _NanObjectiveAfter:
+    """Wraps the meta-RL family so TRPO's surrogate turns NaN from meta-iteration ``n`` on."""
+
+    def __init__(self, family, n):
+        self.family, self.n, self.calls = family, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self.family, name)
+
+    def meta_batch(self, *args, **kwargs):
+        self.calls += 1
+        return self.family.meta_batch(*args, **kwargs)
+
+    def objective(self, *args, **kwargs):
+        loss, kl = self.family.objective(*args, **kwargs)
+        return (loss * float("nan"), kl) if self.calls >= self.n else (loss, kl)
+
+
+def test_rl_nan_stops_with_reason_and_keeps_last_finite_checkpoint(tmp_path):
+    load_config([RL_EXPERIMENT], RL_BINDINGS)
+    torch.manual_seed(0)
+    trainer = MetaTrainer()
+    trainer.tasks = _NanObjectiveAfter(trainer.tasks, 7)
+    policy = CheckpointPolicy(tmp_path / "ckpt.pt", every=3)
+    with pytest.raises(FloatingPointError, match="meta-iteration 7"):
+        meta_train(trainer, init_state(trainer, 0), sink=CurveRecorder(), val_tasks=None, checkpoint=policy,
+                   progress=False)
+    saved = load_checkpoint(tmp_path / "ckpt.pt")
+    assert saved["iteration"] == 6
+    for key in ("meta_params", "best_meta_params"):
+        assert all(torch.isfinite(p).all() for g in saved[key].values() for p in g.values())
+
+
+def test_rl_nan_run_is_recorded_failed_via_cli(tmp_path):
+    """An RL run whose inner step overflows (α = 1e30) fails at its first meta-iteration, FAILED in Sacred."""
+    maml = REPO / "configs" / "rl" / "experiments" / "maml_nav2d_fixed.gin"
+    binds = [x for b in [*RL_BINDINGS, "MAML.inner_lr = 1e30"] for x in ("--bind", b)]
+    out = subprocess.run(_cmd("train", "--config", str(maml), *binds, "--out", str(tmp_path / "m"),
+                              "--runs-dir", str(tmp_path / "runs"), "--quiet"), capture_output=True, text=True)
+    assert out.returncode == 1 and "meta-iteration 1" in out.stderr, out.stderr
+    run = json.loads((tmp_path / "runs" / "1" / "run.json").read_text())
+    assert run["status"] == "FAILED"

@@ -15,24 +15,24 @@ the context a non-transductive batch-norm loss normalises each query example wit
 
 Sampling is pure tensor indexing: one ``topk`` of random keys for the classes, one for the
 images, one ``index_select`` of the pixels, then the uint8→float conversion of only the picked images.
-Measured with :func:`time_sample` on the small Omniglot array with rotations (968 classes), one
+Measured on the small Omniglot array with rotations (968 classes), one
 CPU thread of a busy 2-core machine: a 32-task 5-way 1-shot batch takes about 0.8 ms with 1
 query per class and 3.7 ms with 15 (mostly the uint8→float32 conversion of the 2400 images).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-import statistics
-import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import gin
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metalearning.core.family import SupervisedFamily
 from metalearning.core.task import Task
 from metalearning.tensorfile import load_versioned, save_versioned
 
@@ -114,27 +114,39 @@ def accuracy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 @gin.configurable
-class FewShotTasks:
-    """The task distribution of N-way K-shot classification over a fixed set of classes.
+class FewShotTasks(SupervisedFamily):
+    """The task family of N-way K-shot classification over a fixed set of classes.
 
     Args:
-        classes: uint8 ``[C, M, H, W]`` or ``[C, M, H, W, 3]`` (e.g. ``@omniglot_classes()``).
+        classes: uint8 ``[C, M, H, W]`` or ``[C, M, H, W, 3]``, or a function returning it (e.g.
+            ``@meta_train/omniglot_classes``), called on first use: a meta-test or ``adapt``
+            rebuilt from a checkpoint never loads the meta-training classes.
         ways: N, classes per task.
         shots: K, support images per class.
         queries: query images per class (MAML: 15 for MiniImagenet; Omniglot training uses K).
         shuffle_support: put each support set in random order (for inner minibatches).
     """
 
+    kind = "fewshot"
     criterion = staticmethod(F.cross_entropy)  # logits [ways*shots, ways] vs targets [ways*shots]
     metrics = {"loss": F.cross_entropy, "accuracy": accuracy}  # logged on validation tasks
 
-    def __init__(self, *, classes: Tensor, ways: int, shots: int, queries: int, shuffle_support: bool = False):
+    def __init__(self, *, classes: Tensor | Callable[[], Tensor], ways: int, shots: int, queries: int,
+                 shuffle_support: bool = False):
+        self._classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
+        self.shuffle_support = shuffle_support
+
+    @functools.cached_property
+    def classes(self) -> Tensor:
+        """The class tensor, loaded and checked on first use (too few classes/images fail here)."""
+        classes = self._classes() if callable(self._classes) else self._classes
         if classes.dtype != torch.uint8 or classes.dim() not in (4, 5):
             raise ValueError(f"classes must be uint8 [C, M, H, W(, 3)], "
                              f"got {classes.dtype} {tuple(classes.shape)}")
-        self.classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
-        self.shuffle_support = shuffle_support
-        self.draw(1, torch.Generator().manual_seed(0))  # fail now, not at the first batch, if too small
+        num_classes, per_class = classes.shape[:2]
+        draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries, tasks=1,
+                      generator=torch.Generator().manual_seed(0))
+        return classes
 
     def draw(self, n: int, generator: torch.Generator) -> EpisodeIds:
         """The class and image ids of ``n`` fresh episodes."""
@@ -148,6 +160,16 @@ class FewShotTasks:
         if self.shuffle_support:
             task = shuffle_support(task, generator)
         return with_context(task)
+
+    def meta_test(self, model, test_set):
+        from metalearning.fewshot import meta_test
+
+        return meta_test(model, test_set)
+
+    def describe(self, model):
+        from metalearning.fewshot import describe
+
+        return describe(model)
 
 
 def tensor_sha256(t: Tensor) -> str:
@@ -184,15 +206,3 @@ def episode_set_task(data: dict, classes: Tensor, dtype: torch.dtype = torch.flo
     if tensor_sha256(classes) != data["classes_sha256"]:
         raise ValueError("the class tensor differs from the one this episode set was built on")
     return with_context(gather(classes, EpisodeIds(data["class_ids"], data["image_ids"]), data["shots"], dtype))
-
-
-def time_sample(tasks: FewShotTasks, *, meta_batch_size: int = 32, repeats: int = 20, seed: int = 0) -> float:
-    """Median wall-clock seconds of one ``tasks.sample(meta_batch_size, ...)`` call."""
-    generator = torch.Generator().manual_seed(seed)
-    tasks.sample(meta_batch_size, generator)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tasks.sample(meta_batch_size, generator)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

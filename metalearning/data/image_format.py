@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import gin
+import numpy as np
+from PIL import Image
 
 
 class ImageFormat(NamedTuple):
@@ -23,6 +25,16 @@ class ImageFormat(NamedTuple):
     size: int
     channels: int
     invert: bool
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """``image`` as the dataset stores it: uint8 ``[size, size]`` (grey) or ``[size, size, 3]``
+        (RGB), LANCZOS-resized unless already ``size``, grey values inverted if ``invert``. The one
+        preprocessing of the datasets' own images (Omniglot, MiniImagenet) and of a user's."""
+        converted = image.convert("L" if self.channels == 1 else "RGB")
+        if converted.size != (self.size, self.size):
+            converted = converted.resize((self.size, self.size), Image.LANCZOS)
+        pixels = np.asarray(converted, dtype=np.uint8)
+        return 255 - pixels if self.invert else pixels
 
 
 @gin.configurable

@@ -36,6 +36,7 @@ from torch import Tensor
 from metalearning.data.arrays import load_arrays, save_arrays
 from metalearning.data.download import mirror_dirs
 from metalearning.data.extract import safe_extract
+from metalearning.data.image_format import ImageFormat
 
 SIZE = 84
 CSV_FILES = {"meta_train": "train.csv", "meta_val": "val.csv", "meta_test": "test.csv"}
@@ -99,10 +100,7 @@ def locate(filenames: Sequence[str], index: dict[str, list[Path]], root: Path) -
 def load_image(path: Path) -> np.ndarray:
     """An image as uint8 ``[84, 84, 3]`` RGB (LANCZOS-resized unless already 84×84)."""
     with Image.open(path) as image:
-        rgb = image.convert("RGB")
-    if rgb.size != (SIZE, SIZE):
-        rgb = rgb.resize((SIZE, SIZE), Image.LANCZOS)
-    return np.asarray(rgb, dtype=np.uint8)
+        return ImageFormat(SIZE, channels=3, invert=False).pixels(image)
 
 
 def image_root(source: os.PathLike | str, work_dir: os.PathLike | str) -> Path:

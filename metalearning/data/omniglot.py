@@ -37,6 +37,7 @@ from torch import Tensor
 from metalearning.data.archives import archive
 from metalearning.data.arrays import checksum_path, load_arrays, save_arrays, sha256sum
 from metalearning.data.download import Opener, fetch
+from metalearning.data.image_format import ImageFormat
 
 VARIANTS = {
     "full": ("images_background.zip", "images_evaluation.zip"),
@@ -83,8 +84,7 @@ def merge_characters(archives: Sequence[dict[str, list[bytes]]]) -> dict[str, li
 def preprocess_image(png: bytes) -> np.ndarray:
     """A 105×105 Omniglot PNG as uint8 ``[28, 28]``, LANCZOS-resized, ink = 255."""
     with Image.open(io.BytesIO(png)) as image:
-        small = image.convert("L").resize((SIZE, SIZE), Image.LANCZOS)
-    return 255 - np.asarray(small, dtype=np.uint8)
+        return ImageFormat(SIZE, channels=1, invert=True).pixels(image)
 
 
 def build_arrays(characters: dict[str, list[bytes]]) -> dict[str, np.ndarray]:

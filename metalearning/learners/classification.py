@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearning.core.adapt import Batch, LossFn, Params
-from metalearning.core.functional import Predict
 from metalearning.data.episodes import accuracy, with_context
 
 __all__ = ["BN_MODES", "accuracy", "classification_predictor", "make_classification_loss", "predict_logits",
@@ -75,22 +74,26 @@ def predict_logits(model: nn.Module, params: Params, batch: Batch, bn_mode: str)
     return torch.func.functional_call(model, params, (batch[0],))
 
 
-@gin.configurable
-def classification_predictor(model: nn.Module, bn_mode: str) -> Predict:
+@gin.configurable("classification_predictor")
+class ClassificationPredictor:
     """``predict(params, batch)`` → logits under ``bn_mode`` (:func:`predict_logits`); the
-    ``MetaTrainer.predictor`` of batch-norm classifiers.
+    ``MetaTrainer.predictor`` of batch-norm classifiers (gin: ``@classification_predictor``).
 
     Args:
         model: a learner with stateless batch norm.
-        bn_mode: ``"transductive"`` or ``"non_transductive"`` (reptile.md §6).
+        bn_mode: ``"transductive"`` or ``"non_transductive"`` (reptile.md §6); reports and the
+            adapt command read it back as an attribute.
     """
-    _check_mode(bn_mode)
 
-    def predict(params: Params, batch: Batch) -> Tensor:
-        return predict_logits(model, params, batch, bn_mode)
+    def __init__(self, model: nn.Module, bn_mode: str):
+        _check_mode(bn_mode)
+        self.model, self.bn_mode = model, bn_mode
 
-    predict.bn_mode = bn_mode  # read by reports and the adapt CLI
-    return predict
+    def __call__(self, params: Params, batch: Batch) -> Tensor:
+        return predict_logits(self.model, params, batch, self.bn_mode)
+
+
+classification_predictor = ClassificationPredictor
 
 
 def make_classification_loss(model: nn.Module, bn_mode: str) -> LossFn:

@@ -50,4 +50,22 @@ FEWSHOT = {
     ("Reptile", "omniglot", 20, 5): {"non_transductive": (96.65, 0.33), "transductive": (97.12, 0.32)},
     ("Reptile", "miniimagenet", 5, 1): {"non_transductive": (47.07, 0.26), "transductive": (49.97, 0.32)},
     ("Reptile", "miniimagenet", 5, 5): {"non_transductive": (62.74, 0.37), "transductive": (65.99, 0.58)},
+    # Antoniou et al. 2019 ("How to train your MAML"), Table 1, MAML++ row. The means as transcribed
+    # by Papers with Code (paperswithcode.com/paper/how-to-train-your-maml); the paper's ± is the
+    # standard deviation over 3 seeds (the first author, HowToTrainYourMAMLPytorch issue #20), not a
+    # 95% CI, and could not be checked against the paper here: NaN until it is transcribed. Batch
+    # norm is transductive: the authors' layers always normalise with the batch's statistics
+    # (meta_neural_network_architectures.py, F.batch_norm(..., training=True)).
+    ("MAML++", "omniglot", 5, 1): {"transductive": (99.47, float("nan"))},
+    ("MAML++", "omniglot", 5, 5): {"transductive": (99.85, float("nan"))},
+    ("MAML++", "omniglot", 20, 1): {"transductive": (97.65, float("nan"))},
+    ("MAML++", "omniglot", 20, 5): {"transductive": (99.33, float("nan"))},
+    # Raghu et al. 2020 ("Rapid Learning or Feature Reuse?"), Table 2, ANIL row, ± as printed there
+    # (transcribed from learn2learn's ANIL tutorial, which reproduces the table, as is its MAML row
+    # 93.7 / 96.4 / 46.9 / 63.1); that table has no Omniglot 5-way column. Batch-norm mode not
+    # checked against the paper, hence "not stated".
+    ("ANIL", "omniglot", 20, 1): {"not stated": (96.2, 0.5)},
+    ("ANIL", "omniglot", 20, 5): {"not stated": (98.0, 0.3)},
+    ("ANIL", "miniimagenet", 5, 1): {"not stated": (46.7, 0.4)},
+    ("ANIL", "miniimagenet", 5, 5): {"not stated": (61.5, 0.5)},
 }

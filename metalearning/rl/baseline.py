@@ -50,7 +50,8 @@ def fit_linear_baseline(features: Tensor, targets: Tensor, *, reg_coeff: float =
         ``[..., F]`` weights, in the dtype of ``features``.
 
     Raises:
-        ValueError: some task still fails after ``max_tries`` (non-finite inputs).
+        FloatingPointError: some task still fails after ``max_tries`` (non-finite inputs: a
+            diverged policy).
     """
     phi = features.flatten(-3, -2).double()
     gram = phi.mT @ phi
@@ -68,8 +69,8 @@ def fit_linear_baseline(features: Tensor, targets: Tensor, *, reg_coeff: float =
         if bool(done.all()):
             return weights.to(features.dtype)
         reg = torch.where(done, reg, reg * 10)
-    raise ValueError(f"linear baseline: ridge system failed for {int((~done).sum())} task(s) "
-                     f"even with regularisation {float(reg.max()):g}")
+    raise FloatingPointError(f"linear baseline: ridge system failed for {int((~done).sum())} task(s) "
+                             f"even with regularisation {float(reg.max()):g} (non-finite returns or observations)")
 
 
 def linear_baseline_values(observations: Tensor, mask: Tensor, returns: Tensor, *,

@@ -1,4 +1,4 @@
-"""Measured env-steps/s of the rollout samplers: ``python -m metalearning.rl.bench_rollouts``.
+"""Measured env-steps/s of the rollout samplers: ``metalearning bench --rollouts``.
 
 (a) the batched torch 2D navigation sampler, 20 tasks × 20 trajectories × 100 steps (the
 meta-batch of maml.md A.2 / meta-sgd.md §4.3), with a 2-100-100-2 ReLU MLP Gaussian policy;
@@ -16,22 +16,18 @@ from typing import Callable
 import gymnasium
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from metalearning.rl.envs import BatchNavigation2D
+from metalearning.rl.policy import GaussianMLPPolicy, make_task_act
 from metalearning.rl.rollouts import ActFn, sample_navigation, sample_vector_env
 
 
-def mlp_gaussian_act(obs_dim: int, act_dim: int, seed: int = 0) -> ActFn:
-    """A 100-100 ReLU MLP mean with unit-σ Gaussian noise, as the policies of maml.md §5.3."""
-    torch.manual_seed(seed)
-    mean = nn.Sequential(nn.Linear(obs_dim, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(), nn.Linear(100, act_dim))
-
-    def act(observations: Tensor, generator: torch.Generator) -> Tensor:
-        loc = mean(observations)
-        return loc + torch.randn(loc.shape, generator=generator)
-
-    return act
+def policy_act(obs_dim: int, act_dim: int, seed: int = 0) -> ActFn:
+    """The 100-100 ReLU Gaussian policy of maml.md §5.3 (:class:`GaussianMLPPolicy`) acting on
+    the rows of one task (``make_task_act`` with a single task)."""
+    policy = GaussianMLPPolicy(obs_dim, act_dim, generator=torch.Generator().manual_seed(seed))
+    params = {k: p.detach().unsqueeze(0) for k, p in policy.named_parameters()}
+    return make_task_act(policy, params, 1)
 
 
 def _timed(run: Callable[[], float]) -> tuple[float, float]:
@@ -45,7 +41,7 @@ def batched_navigation(tasks: int = 20, trajectories: int = 20) -> tuple[float, 
     """(env-steps, seconds) of one :func:`sample_navigation` call."""
     env, generator = BatchNavigation2D(), torch.Generator().manual_seed(0)
     goals = env.sample_tasks(tasks, generator).goals
-    act = mlp_gaussian_act(2, 2)
+    act = policy_act(2, 2)
     return _timed(lambda: sample_navigation(env, act, goals, None, trajectories, generator).mask.sum().item())
 
 
@@ -54,7 +50,7 @@ def looped_navigation(tasks: int = 20, trajectories: int = 20) -> tuple[float, f
     generator = torch.Generator().manual_seed(0)
     goals = BatchNavigation2D().sample_tasks(tasks, generator).goals.repeat_interleave(trajectories, 0)
     envs = [gymnasium.make("metalearning/Navigation2D-v0") for _ in goals]
-    act = mlp_gaussian_act(2, 2)
+    act = policy_act(2, 2)
 
     def run() -> float:
         observations = np.stack([env.reset(options={"goal": goal})[0] for env, goal in zip(envs, goals)])
@@ -76,7 +72,7 @@ def cheetah_vector_env(num_envs: int = 10, horizon: int = 200) -> tuple[float, f
     from metalearning.rl.envs.vector import make_task_vector_env
 
     envs = make_task_vector_env("metalearning/HalfCheetahVel-v0", torch.tensor([1.0]), num_envs)
-    act = mlp_gaussian_act(17, 6)
+    act = policy_act(17, 6)
     generator = torch.Generator().manual_seed(0)
     return _timed(lambda: sample_vector_env(envs, act, num_envs, horizon, generator, seed=0).mask.sum().item())
 

@@ -1,11 +1,12 @@
 """MAML-TRPO, first-order MAML-TRPO and Meta-SGD-TRPO (maml.md Algorithm 3, §5.3, A.2;
 meta-sgd.md Algorithm 2, §4.3), on the functional core.
 
-The algorithm is a core :class:`~metalearning.core.algorithms.MetaLearner` (STYLE P2): it
-provides the meta-parameters (``{"theta"}``, plus ``{"alpha"}`` for Meta-SGD), the inner step
-size α (a float, or Meta-SGD's learned tree) and ``first_order``; one inner step is core
-:func:`~metalearning.core.adapt.adapt` with the REINFORCE loss on the task's support episodes.
-The outer rule is TRPO on the flattened meta-parameters, so with ``first_order=False`` both the
+:class:`MetaRL` is a task family of the one trainer (:mod:`metalearning.training`). The
+algorithm is a core :class:`~metalearning.core.algorithms.MetaLearner` (STYLE P2): it provides
+the meta-parameters (``{"theta"}``, plus ``{"alpha"}`` for Meta-SGD), and its own inner loop
+(:meth:`~metalearning.core.algorithms.MetaLearner.adapt`: step size, adapted parameters) takes
+each inner step with the REINFORCE loss on the task's support episodes. The outer rule
+(``MetaTrainer.outer_rule``) is TRPO on the flattened meta-parameters, so with ``first_order=False`` both the
 surrogate gradient and the KL Hessian-vector products flow through the inner update (exact
 third derivatives by autograd), and Meta-SGD's α gets its TRPO step too (Algorithm 2 line 11).
 
@@ -26,24 +27,23 @@ With ``inner_steps = 0`` the same loop is plain TRPO on the pooled task distribu
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import gin
 import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
-from metalearning.core.adapt import Params, StepSize, adapt
+from metalearning.core.adapt import LossFn, Params
 from metalearning.core.algorithms import MetaLearner, MetaParams
 from metalearning.core.batching import num_tasks, over_tasks
+from metalearning.core.family import MetaBatch
 from metalearning.evaluation import mean_ci95
 from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_loss
 from metalearning.rl.policy import ActFn, gaussian_params, make_task_act
 from metalearning.rl.returns import EpisodesLike, estimate_advantages
-from metalearning.rl.trpo import TRPO, TRPOStats, flatten, unflatten
 
 
 class RLTasks(Protocol):
@@ -75,16 +75,10 @@ def policy_batch(episodes: Any, *, gamma: float, gae_lambda: float) -> PolicyBat
     return PolicyBatch(episodes.observations, episodes.actions, adv, episodes.mask)
 
 
-def scale_step_size(inner_lr: StepSize, scale: float) -> StepSize:
-    """``scale · α`` for a float α or Meta-SGD's α tree."""
-    if isinstance(inner_lr, Mapping):
-        return {k: scale * a for k, a in inner_lr.items()}
-    return scale * inner_lr
-
-
 def inner_update(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, params: Params,
                  support: PolicyBatch, *, lr_scale: float = 1.0, first_order: bool | None = None) -> Params:
-    """One vanilla-PG step θ' = θ − α∘∇L(θ; support) (maml.md Alg. 3 line 7; meta-sgd.md Alg. 2 line 7).
+    """One vanilla-PG step θ' = θ − α∘∇L(θ; support) (maml.md Alg. 3 line 7; meta-sgd.md Alg. 2 line 7),
+    by the algorithm's own inner loop (its step size, the parameters it adapts).
 
     Args:
         params: the task's current policy parameters (θ for the first step).
@@ -92,20 +86,15 @@ def inner_update(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, 
         lr_scale: multiplies α (maml.md A.2 halves it after the first step at evaluation).
         first_order: override ``algo.first_order`` (evaluation needs no graph).
     """
-    return adapt(
-        params, support, loss=reinforce_loss(policy),
-        inner_lr=scale_step_size(algo.step_size(meta_params), lr_scale), inner_steps=1,
-        first_order=algo.first_order if first_order is None else first_order,
-    )
+    return algo.adapt(meta_params, support, reinforce_loss(policy), 1, start=params, lr_scale=lr_scale,
+                      first_order=algo.first_order if first_order is None else first_order)
 
 
 def adapted_params(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams,
                    support: tuple[PolicyBatch, ...]) -> Params:
     """θ'_i after one inner step per support batch, differentiable in the meta-parameters."""
-    params = meta_params["theta"]
-    for batch in support:
-        params = inner_update(policy, algo, meta_params, params, batch)
-    return params
+    return algo.adapt(meta_params, support.__getitem__, reinforce_loss(policy), len(support),
+                      first_order=algo.first_order)
 
 
 def task_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams,
@@ -148,50 +137,44 @@ def recorded_query(policy: nn.Module, params: Params, batch: PolicyBatch) -> Sur
     return SurrogateBatch(*batch, old_loc=loc, old_scale=scale)
 
 
-class MetaStepStats(NamedTuple):
-    """One meta-iteration: average returns before/after adaptation and TRPO's diagnostics."""
-
-    pre_update_return: float  # episodes sampled with θ (inner step 0's support)
-    post_update_return: float  # query episodes, sampled with θ'
-    trpo: TRPOStats
-
-
 @gin.configurable
 class MetaRL:
-    """Meta-RL training with TRPO as the outer rule (see the module docstring).
+    """The meta-RL task family (see the module docstring): MDPs, their sampling protocol and the
+    meta-test; the one trainer runs it with the policy as ``MetaTrainer.learner`` and TRPO as
+    ``MetaTrainer.outer_rule``.
 
     Args:
-        algorithm: core ``MAML`` (``first_order=False``: MAML-TRPO; ``True``: FOMAML-TRPO;
-            ``inner_steps=0``: TRPO pretraining without adaptation) or ``MetaSGD``; its
-            ``inner_lr`` is α (maml.md A.2: 0.1) and ``inner_steps`` the steps of meta-training (1).
-        policy: the policy network (its own parameters are only the initialisation).
         tasks: the task distribution and its batched sampler (:class:`RLTasks`).
-        trpo: the outer TRPO step (max_kl, cg_iters, cg_damping, line search).
-        meta_batch_size: tasks per meta-iteration (maml.md A.2: 20 for 2D navigation, 40 locomotion).
         support_trajectories: K, episodes per task per inner step (maml.md §5.3: 20).
         query_trajectories: episodes per task with the adapted policy (20).
         gamma: discount γ (0.99).
         gae_lambda: GAE λ (1.0: Monte-Carlo returns minus the baseline).
+        evaluation: the meta-test protocol (new tasks, PG steps, trajectories per step).
+        eval_seed: seeds the meta-test generator (new tasks, episodes), disjoint from training's.
+        plotted_tasks: navigation tasks whose pre-/post-update paths the meta-test records.
         vectorize: ``vmap`` the objective over tasks; ``False`` runs the reference per-task loop.
     """
 
-    def __init__(self, *, algorithm: MetaLearner, policy: nn.Module, tasks: RLTasks, trpo: TRPO,
-                 meta_batch_size: int, support_trajectories: int, query_trajectories: int,
-                 gamma: float, gae_lambda: float, vectorize: bool = True):
-        self.algorithm, self.policy, self.tasks, self.trpo = algorithm, policy, tasks, trpo
-        self.meta_batch_size = meta_batch_size
+    kind = "rl"
+    selects_best = True  # maml.md A.2: "the model with the best average return during training"
+    score_name = "post_update_return"
+
+    def __init__(self, *, tasks: RLTasks, support_trajectories: int, query_trajectories: int, gamma: float,
+                 gae_lambda: float, evaluation: AdaptationEval | None = None, eval_seed: int = 0,
+                 plotted_tasks: int = 3, vectorize: bool = True):
+        self.tasks, self.evaluation, self.eval_seed, self.plotted_tasks = tasks, evaluation, eval_seed, plotted_tasks
         self.support_trajectories, self.query_trajectories = support_trajectories, query_trajectories
         self.gamma, self.gae_lambda, self.vectorize = gamma, gae_lambda, vectorize
 
-    def init_meta_params(self, generator: torch.Generator) -> MetaParams:
-        """The policy's parameters as θ (and Meta-SGD's α, drawn with ``generator``), detached."""
-        meta = self.algorithm.init_meta_params(dict(self.policy.named_parameters()), generator)
-        return {g: {k: p.detach() for k, p in group.items()} for g, group in meta.items()}
+    def loss(self, learner: nn.Module, predict: Any) -> LossFn:
+        """The inner loop's REINFORCE loss of the policy."""
+        return reinforce_loss(learner)
 
     def _batch(self, episodes: Any) -> PolicyBatch:
         return policy_batch(episodes, gamma=self.gamma, gae_lambda=self.gae_lambda)
 
-    def sample(self, meta_params: MetaParams, tasks: Any, generator: torch.Generator) -> tuple[RLTask, Tensor]:
+    def sample(self, policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, tasks: Any,
+               generator: torch.Generator) -> tuple[RLTask, Tensor]:
         """Steps 1–2 of the meta-iteration: support episodes, adaptation, query episodes.
 
         Returns:
@@ -200,57 +183,43 @@ class MetaRL:
         """
         n = num_tasks(tasks)
         params, support, returns = per_task(meta_params["theta"], n), [], []
-        for _ in range(self.algorithm.inner_steps):
-            episodes = self.tasks.rollout(make_task_act(self.policy, params, n), tasks,
-                                          self.support_trajectories, generator)
+        for _ in range(algo.inner_steps):
+            episodes = self.tasks.rollout(make_task_act(policy, params, n), tasks, self.support_trajectories, generator)
             support.append(self._batch(episodes))
             returns.append(episode_returns(episodes))
-            params = batched_inner_update(self.policy, self.algorithm, meta_params, params, support[-1])
-        episodes = self.tasks.rollout(make_task_act(self.policy, params, n), tasks,
-                                      self.query_trajectories, generator)
+            params = batched_inner_update(policy, algo, meta_params, params, support[-1])
+        episodes = self.tasks.rollout(make_task_act(policy, params, n), tasks, self.query_trajectories, generator)
         returns.append(episode_returns(episodes))
-        query = recorded_query(self.policy, params, self._batch(episodes))
+        query = recorded_query(policy, params, self._batch(episodes))
         return RLTask(tuple(support), query), torch.stack(returns, dim=1)
 
-    def meta_step(self, meta_params: MetaParams, generator: torch.Generator) -> tuple[MetaParams, MetaStepStats]:
-        """One meta-iteration; returns the TRPO-updated meta-parameters (new tensors)."""
-        tasks = self.tasks.sample_tasks(self.meta_batch_size, generator)
-        batch, returns = self.sample(meta_params, tasks, generator)
-
-        def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
-            return meta_objective(self.policy, self.algorithm, unflatten(flat, meta_params), batch,
-                                  vectorize=self.vectorize)
-
-        new_flat, stats = self.trpo.step(objective, flatten(meta_params))
+    def meta_batch(self, trainer: Any, meta_params: MetaParams, n: int, generator: torch.Generator) -> MetaBatch:
+        """``n`` new tasks rolled out before and after adaptation; the post-update return is the score."""
+        tasks = self.tasks.sample_tasks(n, generator)
+        batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params, tasks, generator)
         means = returns.mean(0)
-        return unflatten(new_flat, meta_params), MetaStepStats(float(means[0]), float(means[-1]), stats)
+        pre, post = float(means[0]), float(means[-1])
+        return MetaBatch(batch, {"meta_train.pre_update_return": pre, "meta_train.post_update_return": post}, post)
 
-    def train(self, meta_params: MetaParams, meta_iterations: int, generator: torch.Generator,
-              log: Callable[[int, MetaStepStats], None] | None = None) -> TrainResult:
-        """``meta_iterations`` meta-steps, keeping the meta-parameters with the best post-update
-        return seen during training (maml.md A.2: "the model with the best average return during
-        training was used for evaluation"; that return is measured before the step that follows it).
-        """
-        best, best_iteration, best_return, history = meta_params, 0, -float("inf"), []
-        for it in range(meta_iterations):
-            new, stats = self.meta_step(meta_params, generator)
-            if stats.post_update_return > best_return:
-                best, best_iteration, best_return = meta_params, it, stats.post_update_return
-            history.append(stats)
-            if log is not None:
-                log(it, stats)
-            meta_params = new
-        return TrainResult(meta_params, copy.deepcopy(best), best_iteration, history)
+    def objective(self, trainer: Any, meta_params: MetaParams, tasks: RLTask) -> tuple[Tensor, Tensor]:
+        """TRPO's objective: (mean surrogate loss, mean KL) over the meta-batch at ``meta_params``."""
+        return meta_objective(trainer.learner, trainer.algorithm, meta_params, tasks, vectorize=self.vectorize)
 
+    def validation_tasks(self, n: int, generator: torch.Generator) -> None:
+        return None  # model selection uses the training returns (maml.md A.2)
 
-class TrainResult(NamedTuple):
-    """Meta-parameters after training, the best ones by post-update return (and how many
-    meta-steps they had taken), per-step stats."""
+    def validation(self, trainer: Any, meta_params: MetaParams, tasks: Any) -> dict[str, float]:
+        return {}
 
-    final: MetaParams
-    best: MetaParams
-    best_iteration: int
-    history: list[MetaStepStats]
+    def meta_test(self, model: Any, test_set: Any) -> Any:
+        from metalearning.rl.meta_test import meta_test
+
+        return meta_test(model, test_set)
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        from metalearning.rl.meta_test import describe
+
+        return describe(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +268,7 @@ class AdaptationEval:
     later_steps_lr_scale: float
     chunk_size: int = 100
 
-    def returns(self, meta_rl: MetaRL, meta_params: MetaParams, generator: torch.Generator,
+    def returns(self, trainer: Any, meta_params: MetaParams, generator: torch.Generator,
                 algorithm: MetaLearner | None = None) -> Tensor:
         """``[num_tasks, eval_inner_steps + 1]`` average returns; ``algorithm`` overrides the
         trained one for fine-tuning baselines (e.g. a MAML with a hand-tuned ``inner_lr``).
@@ -308,14 +277,15 @@ class AdaptationEval:
         with the same seed meets the same tasks; each chunk's episodes then come from its own
         generator seeded from ``generator``.
         """
-        algo = meta_rl.algorithm if algorithm is None else algorithm
+        meta_rl = trainer.tasks
+        algo = trainer.algorithm if algorithm is None else algorithm
         all_tasks = meta_rl.tasks.sample_tasks(self.num_tasks, generator)
         episode_seed = int(torch.randint(2**62, (1,), generator=generator))
         chunks = []
         for index, start in enumerate(range(0, self.num_tasks, self.chunk_size)):
             task_batch = pytree.tree_map(lambda t: t[start : start + self.chunk_size], all_tasks)
             chunks.append(adaptation_returns(
-                meta_rl.policy, algo, meta_params, meta_rl.tasks, task_batch, steps=algo.eval_inner_steps,
+                trainer.learner, algo, meta_params, meta_rl.tasks, task_batch, steps=algo.eval_inner_steps,
                 trajectories=self.trajectories, gamma=meta_rl.gamma, gae_lambda=meta_rl.gae_lambda,
                 later_steps_lr_scale=self.later_steps_lr_scale,
                 generator=torch.Generator().manual_seed(episode_seed + index),

@@ -11,7 +11,7 @@ MAML_CHEETAH_DIR_RETURNS = {0: -50.69, 1: 293.19, 2: 313.48, 3: 315.65}
 # Keyed by (method, start position: "fixed" = the origin, "random" = varying).
 METASGD_TABLE4 = {
     ("MAML", "fixed"): (-9.12, 0.66),
-    ("Meta-SGD", "fixed"): (-8.64, 0.68),
+    ("MetaSGD", "fixed"): (-8.64, 0.68),
     ("MAML", "random"): (-10.71, 0.76),
-    ("Meta-SGD", "random"): (-10.15, 0.62),
+    ("MetaSGD", "random"): (-10.15, 0.62),
 }

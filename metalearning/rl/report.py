@@ -19,7 +19,7 @@ from metalearning.rl.paper_values import (  # noqa: E402
     METASGD_TABLE4,
 )
 
-METHOD_ORDER = ("MAML", "FOMAML", "Meta-SGD", "pretrained", "random init", "oracle")
+METHOD_ORDER = ("MAML", "FOMAML", "MetaSGD", "ANIL", "pretrained", "random init", "oracle")
 NAV2D_TITLES = {
     "nav2d-squared-fixed": "2D navigation, squared distance (MAML's)",
     "nav2d-distance-fixed": "2D navigation, distance, fixed start (Meta-SGD's)",
@@ -92,7 +92,7 @@ def metasgd_table4(results: dict[str, dict]) -> str:
     ours (the paper's) in every cell."""
     head = "| model | fixed start position | varying start position |\n|---|---|---|"
     rows = []
-    for method in ("MAML", "Meta-SGD"):
+    for method in ("MAML", "MetaSGD"):
         cells = []
         for start in ("fixed", "random"):
             ours = [r for _, r in _ordered(results)
@@ -152,7 +152,7 @@ def _paper_marks(ax, key: str, width: int) -> None:
         steps = [k for k in sorted(curve) if k < width]
         ax.plot(steps, [curve[k] for k in steps], "k--", marker="x", label=label)
     start = key.removeprefix("nav2d-distance-")
-    for method, marker in (("MAML", "s"), ("Meta-SGD", "^")):
+    for method, marker in (("MAML", "s"), ("MetaSGD", "^")):
         if (method, start) in METASGD_TABLE4:
             mean, ci = METASGD_TABLE4[(method, start)]
             ax.errorbar([1], [mean], yerr=[ci], fmt=marker, color="black", mfc="none", capsize=3,

@@ -145,3 +145,40 @@ class TRPO:
             backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps,
         )
         return new, stats._replace(grad_norm=float(g.norm()))
+
+    def start(self, trainer: Any, meta_params: Any) -> TRPOStep:
+        """Bind this rule to a run (``MetaTrainer.outer_rule``): the family's ``objective`` is the
+        surrogate TRPO maximises, and the meta-parameters are updated in place."""
+        return TRPOStep(self, trainer, meta_params)
+
+
+@dataclass(frozen=True)
+class TRPOStep:
+    """TRPO as the trainer's outer rule. Stateless between iterations: its state_dict is empty."""
+
+    trpo: TRPO
+    trainer: Any
+    meta_params: Any
+
+    def step(self, batch: Any, iteration: int) -> dict[str, float]:
+        def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
+            return self.trainer.tasks.objective(self.trainer, unflatten(flat, self.meta_params), batch.tasks)
+
+        new_flat, stats = self.trpo.step(objective, flatten(self.meta_params))
+        checked = {"surrogate loss": stats.loss_before, "gradient norm": stats.grad_norm,
+                   "updated meta-parameters": float(new_flat.abs().sum())}
+        for name, value in checked.items():
+            if not math.isfinite(value):
+                raise FloatingPointError(f"TRPO's {name} became {value} at meta-iteration {iteration + 1}")
+        with torch.no_grad():
+            for leaf, new in zip(pytree.tree_leaves(self.meta_params), pytree.tree_leaves(
+                    unflatten(new_flat, self.meta_params))):
+                leaf.copy_(new)
+        return {"trpo.kl": stats.kl_after, "trpo.loss_before": stats.loss_before, "trpo.loss_after": stats.loss_after,
+                "trpo.step_fraction": stats.step_fraction, "trpo.grad_norm": stats.grad_norm}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        pass

@@ -149,13 +149,3 @@ def reason(err: BaseException, url: str | None) -> str:
     lines = str(err).splitlines()
     text = _DRIVER_DETAIL.split(lines[0] if lines else "", 1)[0]
     return scrub(f"{type(err).__name__}: {text}", url)[:300]
-
-
-def adopt_params_mongo_url(params_path: Path) -> None:
-    """Let ``run_db.mongo_url`` in params.yaml configure recording, unless the env var is set.
-
-    Pipeline stages call this so ``recorded_run`` (which reads the env var) sees the URL.
-    """
-    url = resolve_mongo_url(params_path=params_path)
-    if url:
-        os.environ[ENV_VAR] = url

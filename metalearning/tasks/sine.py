@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metalearning.core.family import SupervisedFamily
 from metalearning.core.task import Task
 
 
@@ -33,8 +34,8 @@ def _uniform(low: float, high: float, shape: tuple[int, ...], generator: torch.G
 
 
 @gin.configurable
-class SineTasks:
-    """The task distribution p(T) of sine regression.
+class SineTasks(SupervisedFamily):
+    """The task family p(T) of sine regression.
 
     Args:
         amplitude: range of A (papers: [0.1, 5.0]).
@@ -47,6 +48,7 @@ class SineTasks:
             ``x_range`` (reptile.md eq. 8 with 50 points; Meta-SGD's meta-test with 100).
     """
 
+    kind = "sine"
     criterion = staticmethod(F.mse_loss)
     metrics = {"mse": F.mse_loss}  # logged on validation tasks while training
 
@@ -93,3 +95,13 @@ class SineTasks:
             support=(xs.to(dtype), curves(xs).to(dtype)),
             query=(xq.to(dtype), curves(xq).to(dtype)),
         )
+
+    def meta_test(self, model, test_set):
+        from metalearning.tasks.sine_metatest import meta_test
+
+        return meta_test(model, test_set)
+
+    def describe(self, model):
+        from metalearning.tasks.sine_metatest import describe
+
+        return describe(model)

@@ -111,13 +111,27 @@ def test_sampling_is_seeded():
     assert torch.equal(a.query[0], b.query[0]) and not torch.equal(a.query[0], c.query[0])
 
 
-def test_too_few_classes_or_images_fail_at_construction():
+def test_too_few_classes_or_images_fail_when_the_classes_are_first_used():
     with pytest.raises(ValueError, match="5 classes"):
-        ep.FewShotTasks(classes=id_classes(4, 10), ways=5, shots=1, queries=1)
+        ep.FewShotTasks(classes=id_classes(4, 10), ways=5, shots=1, queries=1).sample(1, torch.Generator())
     with pytest.raises(ValueError, match="11 images"):
-        ep.FewShotTasks(classes=id_classes(6, 10), ways=5, shots=1, queries=10)
+        ep.FewShotTasks(classes=id_classes(6, 10), ways=5, shots=1, queries=10).classes
     with pytest.raises(ValueError, match="uint8"):
-        ep.FewShotTasks(classes=torch.zeros(6, 10, 4, 4), ways=5, shots=1, queries=1)
+        ep.FewShotTasks(classes=torch.zeros(6, 10, 4, 4), ways=5, shots=1, queries=1).classes
+
+
+def test_classes_given_as_a_function_are_loaded_once_on_first_use():
+    calls = []
+
+    def load():
+        calls.append(1)
+        return id_classes(8, 6)
+
+    tasks = ep.FewShotTasks(classes=load, ways=4, shots=2, queries=1)
+    assert calls == []  # building the family (e.g. from a checkpoint for a meta-test) reads no data
+    tasks.sample(2, torch.Generator())
+    tasks.sample(2, torch.Generator())
+    assert calls == [1] and torch.equal(tasks.classes, id_classes(8, 6))
 
 
 def test_criterion_is_cross_entropy_on_logits_per_task():
@@ -174,7 +188,7 @@ def test_fixed_episode_set_refuses_other_data_and_missing_files(tmp_path):
 
 
 def test_small_omniglot_meta_batch_shapes(omniglot_small):
-    # Sampling speed is measured by ep.time_sample (a benchmark), never asserted here.
+    # Sampling speed is measured by `metalearning bench --config` (a benchmark), never asserted here.
     classes = with_rotations(torch.from_numpy(load_arrays(omniglot_small)["images"]))
     tasks = ep.FewShotTasks(classes=classes, ways=5, shots=1, queries=1)
     task = tasks.sample(32, torch.Generator().manual_seed(0))

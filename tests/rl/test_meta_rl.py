@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from metalearning.core.algorithms import MAML, MetaSGD
+from metalearning.metrics_io import CurveRecorder
 from metalearning.rl.envs.navigation import BatchNavigation2D
 from metalearning.rl.losses import PolicyBatch
 from metalearning.rl.meta_rl import (
@@ -24,6 +25,7 @@ from metalearning.rl.meta_rl import (
 from metalearning.rl.policy import GaussianMLPPolicy
 from metalearning.rl.task_families import LocomotionFamily, NavigationFamily
 from metalearning.rl.trpo import TRPO, flatten, kl_hvp, unflatten
+from metalearning.training import MetaTrainer, init_state, meta_train
 
 TASKS, T, B = 3, 4, 5
 
@@ -168,21 +170,21 @@ def test_inner_step_size_scale_scales_the_update(problem):
 # --- 2D navigation ----------------------------------------------------------------------------
 
 
-def _navigation_run(algo, *, hidden, meta_batch_size, trajectories, cg_iters, seed, oracle=False) -> MetaRL:
+def _navigation_run(algo, *, hidden, meta_batch_size, trajectories, cg_iters, seed, oracle=False) -> MetaTrainer:
     family = NavigationFamily(BatchNavigation2D(reward="squared"), oracle=oracle)
     policy = GaussianMLPPolicy(family.obs_dim, 2, hidden=hidden, generator=torch.Generator().manual_seed(seed))
-    return MetaRL(
-        algorithm=algo, policy=policy, tasks=family,
-        trpo=TRPO(max_kl=0.01, cg_iters=cg_iters, cg_damping=1e-5, ls_backtrack_ratio=0.5, ls_max_steps=15),
-        meta_batch_size=meta_batch_size, support_trajectories=trajectories, query_trajectories=trajectories,
-        gamma=0.99, gae_lambda=1.0,
-    )
+    meta_rl = MetaRL(tasks=family, support_trajectories=trajectories, query_trajectories=trajectories, gamma=0.99,
+                     gae_lambda=1.0)
+    trpo = TRPO(max_kl=0.01, cg_iters=cg_iters, cg_damping=1e-5, ls_backtrack_ratio=0.5, ls_max_steps=15)
+    return MetaTrainer(algorithm=algo, learner=policy, tasks=meta_rl, outer_rule=trpo, meta_batch_size=meta_batch_size,
+                       meta_iterations=0, log_every=1)
 
 
-def _train(meta_rl: MetaRL, iterations: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    result = meta_rl.train(meta_rl.init_meta_params(gen), iterations, gen)
-    assert all(s.trpo.kl_after <= meta_rl.trpo.max_kl for s in result.history)
+def _train(trainer: MetaTrainer, iterations: int, seed: int):
+    trainer.meta_iterations = iterations
+    curve = CurveRecorder()
+    result = meta_train(trainer, init_state(trainer, seed), sink=curve, val_tasks=None, progress=False)
+    assert len(curve.rows) == iterations and all(r["trpo.kl"] <= trainer.outer_rule.max_kl for r in curve.rows.values())
     return result
 
 
@@ -200,7 +202,7 @@ def test_maml_trpo_on_navigation_learns_to_adapt_fast_variant():
     algo = MAML(inner_lr=0.1, inner_steps=1, eval_inner_steps=1, first_order=False)
     meta_rl = _navigation_run(algo, hidden=(32, 32), meta_batch_size=10, trajectories=10, cg_iters=5, seed=1)
     result = _train(meta_rl, 10, seed=1)
-    returns, gain, ci = _one_step_gain(meta_rl, result.final, num_tasks=40)
+    returns, gain, ci = _one_step_gain(meta_rl, result.meta_params, num_tasks=40)
     assert returns[:, 0].mean() > -50  # it learned the task family (untrained: about −150)
     assert gain > 3.0 and gain - ci > 0, (gain, ci)
 
@@ -215,12 +217,13 @@ def test_meta_trpo_on_navigation_beats_pretraining_paper_policy(algo):
     gains far more than it does for a policy pretrained by TRPO on all tasks for as long
     (maml.md Fig. 4's comparison)."""
     meta_rl = _navigation_run(algo, hidden=(100, 100), meta_batch_size=20, trajectories=20, cg_iters=10, seed=0)
-    _, gain, ci = _one_step_gain(meta_rl, _train(meta_rl, 15, seed=0).final, num_tasks=40)
+    _, gain, ci = _one_step_gain(meta_rl, _train(meta_rl, 15, seed=0).meta_params, num_tasks=40)
     pretraining = MAML(inner_lr=0.1, inner_steps=0, eval_inner_steps=1, first_order=True)
     pretrained = _navigation_run(pretraining, hidden=(100, 100), meta_batch_size=20, trajectories=20,
                                  cg_iters=10, seed=0)
     fine_tune = MAML(inner_lr=0.1, inner_steps=1, eval_inner_steps=1, first_order=True)
-    _, baseline_gain, baseline_ci = _one_step_gain(pretrained, _train(pretrained, 15, seed=0).final, 40, fine_tune)
+    trained = _train(pretrained, 15, seed=0).meta_params
+    _, baseline_gain, baseline_ci = _one_step_gain(pretrained, trained, 40, fine_tune)
     assert gain > 5.0 and gain - ci > baseline_gain + baseline_ci, (gain, ci, baseline_gain, baseline_ci)
 
 
@@ -228,18 +231,19 @@ def test_oracle_sees_the_goal_and_evaluates_through_the_same_path():
     algo = MAML(inner_lr=0.1, inner_steps=0, eval_inner_steps=1, first_order=True)
     meta_rl = _navigation_run(algo, hidden=(8,), meta_batch_size=2, trajectories=3, cg_iters=2, seed=0, oracle=True)
     gen = torch.Generator().manual_seed(0)
-    tasks = meta_rl.tasks.sample_tasks(2, gen)
+    tasks = meta_rl.tasks.tasks.sample_tasks(2, gen)
     seen = []
 
     def act(observations, generator):
         seen.append(observations)
         return torch.zeros(observations.shape[0], 2)
 
-    episodes = meta_rl.tasks.rollout(act, tasks, 3, gen)
+    episodes = meta_rl.tasks.tasks.rollout(act, tasks, 3, gen)
     assert episodes.observations.shape == (2, 100, 3, 4)
     torch.testing.assert_close(episodes.observations[:, 0], seen[0].view(2, 3, 4))
     torch.testing.assert_close(episodes.observations[:, 5, :, 2:], tasks.goals[:, None].expand(2, 3, 2))
-    returns, _, _ = _one_step_gain(meta_rl, meta_rl.init_meta_params(gen), num_tasks=3)
+    meta = algo.init_meta_params(dict(meta_rl.learner.named_parameters()), gen)
+    returns, _, _ = _one_step_gain(meta_rl, meta, num_tasks=3)
     assert returns.shape == (3, 2) and torch.isfinite(returns).all()
 
 
@@ -250,15 +254,18 @@ def test_one_meta_iteration_on_a_locomotion_task_with_a_short_horizon():
     assert (family.obs_dim, family.act_dim) == (17, 6)
     assert LocomotionFamily("metalearning/HalfCheetahVel-v0", oracle=True).obs_dim == 18
     policy = GaussianMLPPolicy(17, 6, hidden=(8,), generator=torch.Generator().manual_seed(0))
-    meta_rl = MetaRL(
-        algorithm=MAML(inner_lr=0.1, inner_steps=1, eval_inner_steps=1, first_order=False), policy=policy,
-        tasks=family, trpo=TRPO(max_kl=0.01, cg_iters=3, cg_damping=1e-5, ls_backtrack_ratio=0.5, ls_max_steps=15),
-        meta_batch_size=2, support_trajectories=3, query_trajectories=3, gamma=0.99, gae_lambda=1.0,
+    trainer = MetaTrainer(
+        algorithm=MAML(inner_lr=0.1, inner_steps=1, eval_inner_steps=1, first_order=False), learner=policy,
+        tasks=MetaRL(tasks=family, support_trajectories=3, query_trajectories=3, gamma=0.99, gae_lambda=1.0),
+        outer_rule=TRPO(max_kl=0.01, cg_iters=3, cg_damping=1e-5, ls_backtrack_ratio=0.5, ls_max_steps=15),
+        meta_batch_size=2, meta_iterations=1,
     )
-    gen = torch.Generator().manual_seed(0)
-    meta = meta_rl.init_meta_params(gen)
-    tasks = family.sample_tasks(2, gen)
-    batch, returns = meta_rl.sample(meta, tasks, gen)
-    assert batch.query.observations.shape == (2, 5, 3, 17) and returns.shape == (2, 2)
-    new, stats = meta_rl.meta_step(meta, gen)
-    assert stats.trpo.kl_after <= 0.01 and set(new["theta"]) == set(meta["theta"])
+    state = init_state(trainer, 0)
+    before = {k: p.detach().clone() for k, p in state.meta_params["theta"].items()}
+    batch = trainer.tasks.meta_batch(trainer, state.meta_params, 2, state.generator)
+    assert batch.tasks.query.observations.shape == (2, 5, 3, 17) and set(batch.scalars) == {
+        "meta_train.pre_update_return", "meta_train.post_update_return"}
+    scalars = state.outer.step(batch, 0)
+    assert scalars["trpo.kl"] <= 0.01 and set(state.meta_params["theta"]) == set(before)
+    assert any(not torch.equal(before[k], p) for k, p in state.meta_params["theta"].items()) == (
+        scalars["trpo.step_fraction"] > 0)

@@ -1,4 +1,4 @@
-"""The meta-RL commands end to end: every shipped experiment smoke-runs train_rl + test_rl at tiny
+"""The meta-RL family through the one command set: every shipped experiment smoke-runs train + test at tiny
 sizes, runs are deterministic, the report renders beside the papers' numbers, and a short real
 run on 2D navigation learns to adapt."""
 
@@ -12,26 +12,27 @@ from pathlib import Path
 import pytest
 import torch
 
+from metalearning import commands
 from metalearning.checkpoints import load_checkpoint
 from metalearning.cli import main
 from metalearning.metrics_io import read_json, write_json
 from metalearning.params import load_params
-from metalearning.rl import commands
 from metalearning.rl.report import load_rl_results, write_rl_report
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "rl" / "experiments").glob("*.gin"))
 LOCOMOTION = [p for p in EXPERIMENTS if "cheetah" in p.stem or "ant_" in p.stem]
-METHODS = {"maml": "MAML", "metasgd": "Meta-SGD", "pretrained": "pretrained", "random": "random init",
+CURVE_FIELDS = ("iteration", "meta_train.pre_update_return", "meta_train.post_update_return", "trpo.kl")
+METHODS = {"maml": "MAML", "metasgd": "MetaSGD", "pretrained": "pretrained", "random": "random init",
            "oracle": "oracle"}
 
 
 def tiny_bindings(path: Path) -> list[str]:
     """Shrink an experiment to seconds: small policy, 2 tasks × 2 trajectories, 5-step episodes."""
     tiny = ["GaussianMLPPolicy.hidden = (8,)", "meta_batch_size = 2", "trajectories = 2", "TRPO.cg_iters = 2",
-            "eval_tasks = 3", "eval_trajectories = 2", "RLExperiment.plotted_tasks = 2"]
+            "eval_tasks = 3", "eval_trajectories = 2", "MetaRL.plotted_tasks = 2"]
     if not path.stem.startswith("random"):  # the random-init baseline is not trained at all
-        tiny.append("RLExperiment.meta_iterations = 1")
+        tiny.append("MetaTrainer.meta_iterations = 1")
     horizon = "LocomotionFamily.horizon = 5" if path in LOCOMOTION else "BatchNavigation2D.horizon = 5"
     return [*tiny, horizon]
 
@@ -39,8 +40,8 @@ def tiny_bindings(path: Path) -> list[str]:
 def train_and_test(path: Path, tmp_path: Path, bindings: list[str], seed: int = 0,
                    test_bindings: tuple[str, ...] = ()) -> tuple[dict, dict]:
     model, metrics = tmp_path / "model", tmp_path / "metrics"
-    train = commands.train_rl([path], bindings, seed=seed, out_dir=model, runs_dir=tmp_path / "runs", progress=False)
-    commands.test_rl(model / "checkpoint.pt", out_dir=metrics, runs_dir=tmp_path / "runs", bindings=test_bindings)
+    train = commands.train([path], bindings, seed=seed, out_dir=model, runs_dir=tmp_path / "runs", progress=False)
+    commands.test(model / "checkpoint.pt", out_dir=metrics, runs_dir=tmp_path / "runs", bindings=test_bindings)
     return train, read_json(metrics / "metrics.json")
 
 
@@ -80,7 +81,7 @@ def _tensors(meta_params: dict) -> list[torch.Tensor]:
 
 def test_train_and_test_are_deterministic_for_a_seed(tmp_path):
     path = REPO / "configs" / "rl" / "experiments" / "metasgd_nav2d_random.gin"
-    tiny = [*tiny_bindings(path), "RLExperiment.meta_iterations = 2", "BatchNavigation2D.horizon = 8"]
+    tiny = [*tiny_bindings(path), "MetaTrainer.meta_iterations = 2", "BatchNavigation2D.horizon = 8"]
     runs = [train_and_test(path, tmp_path / name, tiny) for name in ("a", "b")]
     assert runs[0] == runs[1]
     ckpts = [load_checkpoint(tmp_path / name / "model" / "checkpoint.pt") for name in ("a", "b")]
@@ -91,22 +92,22 @@ def test_train_and_test_are_deterministic_for_a_seed(tmp_path):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     # ... and the seeds matter: another training seed, or another eval seed, changes the numbers.
     other_train = train_and_test(path, tmp_path / "c", tiny, seed=1)
-    other_eval = train_and_test(path, tmp_path / "d", tiny, test_bindings=("RLExperiment.eval_seed = 1",))
+    other_eval = train_and_test(path, tmp_path / "d", tiny, test_bindings=("MetaRL.eval_seed = 1",))
     assert other_train[0] != runs[0][0] and other_eval[0] == runs[0][0] and other_eval[1] != runs[0][1]
     assert other_eval[1]["eval_seed"] == 1
 
 
-def test_cli_rl_train_and_rl_test(tmp_path, capsys):
+def test_cli_train_and_test_of_an_rl_model(tmp_path, capsys):
     path = REPO / "configs" / "rl" / "experiments" / "maml_nav2d_fixed.gin"
     binds = [arg for binding in tiny_bindings(path) for arg in ("--bind", binding)]
     runs = ["--runs-dir", str(tmp_path / "runs")]
-    assert main(["rl-train", "--config", str(path), *binds, "--out", str(tmp_path / "m"), "--quiet", *runs]) == 0
+    assert main(["train", "--config", str(path), *binds, "--out", str(tmp_path / "m"), "--quiet", *runs]) == 0
     assert "meta_iterations=1" in capsys.readouterr().out
     checkpoint = ["--checkpoint", str(tmp_path / "m" / "checkpoint.pt")]
-    assert main(["rl-test", *checkpoint, "--out", str(tmp_path / "t"), "--bind", "eval_tasks = 4", *runs]) == 0
+    assert main(["test", *checkpoint, "--out", str(tmp_path / "t"), "--bind", "eval_tasks = 4", *runs]) == 0
     assert "return_3_steps=" in capsys.readouterr().out and read_json(tmp_path / "t" / "metrics.json")["tasks"] == 4
-    typo = ["--bind", "RLExperiment.eval_sed = 1"]
-    assert main(["rl-test", *checkpoint, "--out", str(tmp_path / "u"), *typo, *runs]) == 2
+    typo = ["--bind", "MetaRL.eval_sed = 1"]
+    assert main(["test", *checkpoint, "--out", str(tmp_path / "u"), *typo, *runs]) == 2
     assert "eval_sed" in capsys.readouterr().err
 
 
@@ -127,10 +128,10 @@ def _fake_result(root: Path, name: str, *, method: str, task: dict, returns: lis
                                                           "returns": returns, "paths": [path] * len(returns)}]})
     model.mkdir(parents=True)
     with open(model / "learning_curve.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=commands.CURVE_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
         writer.writeheader()
-        writer.writerows({field: -float(i) for field in commands.CURVE_FIELDS} | {"iteration": i}
-                         for i in range(iterations))
+        writer.writerows({field: -float(i) for field in CURVE_FIELDS} | {"iteration": i}
+                         for i in range(1, iterations + 1))
 
 
 def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
@@ -140,7 +141,7 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     _fake_result(tmp_path, "oracle_sq", method="oracle", task=squared, returns=[-4.5])
     _fake_result(tmp_path, "random_sq", method="random init", task=squared, returns=[-90.0, -80.0, -75.0, -70.0],
                  iterations=0)
-    _fake_result(tmp_path, "metasgd_fixed", method="Meta-SGD", task=fixed, returns=[-30.0, -9.75, -9.0, -8.5])
+    _fake_result(tmp_path, "metasgd_fixed", method="MetaSGD", task=fixed, returns=[-30.0, -9.75, -9.0, -8.5])
     results = load_rl_results(["maml_sq", "oracle_sq", "random_sq", "metasgd_fixed"], tmp_path / "metrics",
                               tmp_path / "models")
     write_rl_report(results, tmp_path / "report", notes=["a note"])
@@ -149,7 +150,7 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     assert "-35.00 ± 0.50 | -12.50 ± 0.50 | -6.00 ± 0.50 | -5.25 ± 0.50" in squared_row
     assert "-40.41 | -11.68 | -3.33 | -3.23" in text  # maml.md Table 4
     assert "-4.50 ± 0.50 | (no adaptation)" in text
-    table4 = next(line for line in text.splitlines() if line.startswith("| Meta-SGD |"))
+    table4 = next(line for line in text.splitlines() if line.startswith("| MetaSGD |"))
     assert "-9.75 ± 0.50 (paper -8.64 ± 0.68)" in table4 and "not run (paper -10.15 ± 0.62)" in table4
     assert "| MAML | not run (paper -9.12 ± 0.66)" in text
     assert "a note" in text
@@ -167,8 +168,8 @@ def test_a_short_maml_trpo_run_learns_to_adapt_on_navigation(tmp_path):
     path = REPO / "configs" / "rl" / "experiments" / "maml_nav2d_squared.gin"
     small = ["GaussianMLPPolicy.hidden = (32, 32)", "meta_batch_size = 10", "trajectories = 10", "TRPO.cg_iters = 5",
              "eval_tasks = 40", "eval_trajectories = 20", "eval_inner_steps = 1"]
-    _, trained = train_and_test(path, tmp_path / "trained", [*small, "RLExperiment.meta_iterations = 10"], seed=1)
-    _, untrained = train_and_test(path, tmp_path / "untrained", [*small, "RLExperiment.meta_iterations = 0"], seed=1)
+    _, trained = train_and_test(path, tmp_path / "trained", [*small, "MetaTrainer.meta_iterations = 10"], seed=1)
+    _, untrained = train_and_test(path, tmp_path / "untrained", [*small, "MetaTrainer.meta_iterations = 0"], seed=1)
     before, after = trained["0_steps"], trained["1_steps"]
     assert untrained["0_steps"]["return"] < -100 < -50 < before["return"], (untrained, trained)
     assert after["return"] - before["return"] > 3.0, trained
