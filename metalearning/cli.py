@@ -45,6 +45,14 @@ def _split_sine(args) -> None:
                out=args.out)
 
 
+def _report(args) -> None:
+    from metalearning.report.sections import write_section_report
+
+    out = write_section_report(args.task, params_path=args.params, metrics=args.metrics, models=args.models,
+                               out=args.out)
+    print(f"wrote {out / 'README.md'}")
+
+
 def _bench(args) -> None:
     from metalearning import bench
 
@@ -128,6 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
     p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here")
     p.set_defaults(fn=_adapt)
+
+    p = sub.add_parser("report", help="write reports/<task>/ (tables beside the papers' numbers, plots) from the "
+                       "meta-test metrics and learning curves of one params.yaml section")
+    p.add_argument("--task", required=True, help="params.yaml section: sine, omniglot or rl")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument("--metrics", type=Path, default=None, help="default: metrics/<task>")
+    p.add_argument("--models", type=Path, default=None, help="default: models/<task>")
+    p.add_argument("--out", type=Path, default=None, help="default: reports/<task>")
+    p.set_defaults(fn=_report)
 
     add_runs_parser(sub)
 

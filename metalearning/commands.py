@@ -34,6 +34,8 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
     ``train_metrics.json``; records a Sacred run (also to MongoDB at ``mongo_url``, if given).
     """
     config_text = load_config(config_files, bindings)
+    with torch.random.fork_rng():  # check the whole config (and the algorithm × family) before any record
+        MetaTrainer()
     config = {"seed": seed, "gin_files": [str(f) for f in config_files], "gin_bindings": list(bindings),
               "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
 

@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from metalearning.commands import split_sine
 from metalearning.params import load_params
+from metalearning.tasks.sine_metatest import split_sine
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--family", required=True, help="task config name under configs/tasks/")

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metalearning.core.family import SupervisedFamily
 from metalearning.core.task import Task
+from metalearning.tasks.supervised import SupervisedFamily
 from metalearning.tensorfile import load_versioned, save_versioned
 
 EPISODES_VERSION = 1

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from metalearning.metrics_io import read_csv, read_json  # noqa: E402
-from metalearning.report.paper_values import FEWSHOT  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json
+from metalearning.report.figures import plt, save_figure
+from metalearning.report.paper_values import FEWSHOT
 
 MODES = ("transductive", "non_transductive")
 
@@ -37,7 +33,8 @@ def _paper(dataset: str, setting: dict, shots: int) -> str:
     published = FEWSHOT.get((setting["algorithm"], dataset, setting["ways"], shots))
     if not published:
         return "—"
-    return "; ".join(f"{acc:.2f} ± {ci:.2f}% ({mode.replace('_', '-')})" for mode, (acc, ci) in published.items())
+    return "; ".join(f"{acc:.2f}{'' if ci is None else f' ± {ci:.2f}'}% ({mode.replace('_', '-')})"
+                     for mode, (acc, ci) in published.items())
 
 
 def accuracy_table(results: dict[str, dict], dataset: str) -> str:
@@ -72,9 +69,7 @@ def plot_accuracy_vs_steps(results: dict[str, dict], path: Path) -> None:
     ax.set(xlabel="inner steps at meta-test", ylabel="query accuracy (%)",
            title="Meta-test accuracy vs adaptation steps (mean ± 95% CI over episodes)")
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
@@ -86,9 +81,7 @@ def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
         ax.plot([row["iteration"] for row in rows], [100 * row["meta_val.accuracy"] for row in rows], label=name)
     ax.set(xlabel="meta-iteration", ylabel="validation query accuracy (%)", title="Meta-training")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_fewshot_report(results: dict[str, dict], out_dir: Path, *, dataset: str, title: str,

@@ -53,13 +53,13 @@ FEWSHOT = {
     # Antoniou et al. 2019 ("How to train your MAML"), Table 1, MAML++ row. The means as transcribed
     # by Papers with Code (paperswithcode.com/paper/how-to-train-your-maml); the paper's ± is the
     # standard deviation over 3 seeds (the first author, HowToTrainYourMAMLPytorch issue #20), not a
-    # 95% CI, and could not be checked against the paper here: NaN until it is transcribed. Batch
+    # 95% CI, and could not be checked against the paper here: None (the report prints the mean alone). Batch
     # norm is transductive: the authors' layers always normalise with the batch's statistics
     # (meta_neural_network_architectures.py, F.batch_norm(..., training=True)).
-    ("MAML++", "omniglot", 5, 1): {"transductive": (99.47, float("nan"))},
-    ("MAML++", "omniglot", 5, 5): {"transductive": (99.85, float("nan"))},
-    ("MAML++", "omniglot", 20, 1): {"transductive": (97.65, float("nan"))},
-    ("MAML++", "omniglot", 20, 5): {"transductive": (99.33, float("nan"))},
+    ("MAML++", "omniglot", 5, 1): {"transductive": (99.47, None)},
+    ("MAML++", "omniglot", 5, 5): {"transductive": (99.85, None)},
+    ("MAML++", "omniglot", 20, 1): {"transductive": (97.65, None)},
+    ("MAML++", "omniglot", 20, 5): {"transductive": (99.33, None)},
     # Raghu et al. 2020 ("Rapid Learning or Feature Reuse?"), Table 2, ANIL row, ± as printed there
     # (transcribed from learn2learn's ANIL tutorial, which reproduces the table, as is its MAML row
     # 93.7 / 96.4 / 46.9 / 63.1); that table has no Omniglot 5-way column. Batch-norm mode not

@@ -5,13 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from metalearning.metrics_io import read_csv, read_json  # noqa: E402
-from metalearning.report.paper_values import MAML_TABLE2, METASGD_TABLE1  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json
+from metalearning.report.figures import plt, save_figure
+from metalearning.report.paper_values import MAML_TABLE2, METASGD_TABLE1
 
 
 def load_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
@@ -40,12 +36,17 @@ def _cell(ours: dict, paper: tuple[float, float] | None) -> str:
     return f"{text} ({paper[0]:.2f} ± {paper[1]:.2f})" if paper else f"{text} (—)"
 
 
+def _in_table1(setting: dict) -> bool:
+    """Meta-SGD's Table 1 compares MAML and Meta-SGD (and our FOMAML) after one step."""
+    return setting["algorithm"] in ("MAML", "MetaSGD", "FOMAML") and setting["eval_inner_steps"] == 1
+
+
 def table1(results: dict[str, dict]) -> str:
     """Meta-SGD Table 1 layout: rows training shots × algorithm, columns testing shots."""
     rows = []
     for name, r in sorted(results.items(), key=lambda kv: (kv[1]["setting"]["train_shots"], kv[0])):
         s = r["setting"]
-        if s["algorithm"] not in ("MAML", "MetaSGD", "FOMAML") or s["eval_inner_steps"] != 1:
+        if not _in_table1(s):
             continue
         paper = METASGD_TABLE1.get((s["algorithm"], s["train_shots"]), {})
         cells = [_cell(r["shots"][f"{k}shot"], paper.get(k)) for k in (5, 10, 20)]
@@ -70,11 +71,12 @@ def maml_steps_table(results: dict[str, dict]) -> str:
 
 
 def other_table(results: dict[str, dict]) -> str:
-    """Experiments without a published number (Reptile's sine result is a figure only)."""
+    """Every experiment outside Table 1: no published sine number (Reptile's is a figure only;
+    ANIL and MAML++ report none)."""
     rows = []
     for name, r in sorted(results.items()):
         s = r["setting"]
-        if s["algorithm"] != "Reptile":
+        if _in_table1(s):
             continue
         by_k = sorted(r["shots"].items(), key=lambda kv: int(kv[0][:-4]))
         cells = [_mse(v["mse"], v["ci95"], digits=3) for _, v in by_k]
@@ -94,9 +96,7 @@ def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
            title="Sine meta-training (100 fixed validation tasks)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_test_curves(results: dict[str, dict], path: Path, shots: str = "5shot") -> None:
@@ -112,9 +112,7 @@ def plot_test_curves(results: dict[str, dict], path: Path, shots: str = "5shot")
            title=f"Adaptation curve, {shots} (mean ± 95% CI; a curve ends where adaptation diverges)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_qualitative(results: dict[str, dict], path: Path) -> None:
@@ -133,9 +131,7 @@ def plot_qualitative(results: dict[str, dict], path: Path) -> None:
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(results: dict[str, dict], out_dir: Path, *, profile: str, params_note: str,
@@ -175,7 +171,11 @@ from an initialisation meta-trained for one step blow up on some 5-point tasks.
 
 {maml_steps_table(results)}
 
-## Reptile (reptile.md §4: b ∈ [0, 2π], loss on 50 grid points)
+## Other algorithms (no published sine number)
+
+Reptile on its own family (reptile.md §4: b ∈ [0, 2π], loss on 50 grid points); ANIL (only the
+output layer adapted) and MAML++ (5 steps, multi-step loss, learned per-step rates; its paper has
+no sine experiment) on Meta-SGD's family, 5-shot training, evaluated after their own test steps.
 
 {other_table(results)}
 

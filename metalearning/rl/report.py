@@ -7,13 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from metalearning.metrics_io import read_csv, read_json  # noqa: E402
-from metalearning.rl.paper_values import (  # noqa: E402
+from metalearning.metrics_io import read_csv, read_json
+from metalearning.report.figures import plt, save_figure
+from metalearning.rl.paper_values import (
     MAML_CHEETAH_DIR_RETURNS,
     MAML_NAV2D_RETURNS,
     METASGD_TABLE4,
@@ -141,9 +137,7 @@ def plot_return_vs_steps(results: dict[str, dict], path: Path) -> None:
         ax.set(xlabel="policy-gradient steps at meta-test", ylabel="average return", title=_title(key),
                xticks=range(width))
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _paper_marks(ax, key: str, width: int) -> None:
@@ -173,9 +167,7 @@ def plot_trajectories(results: dict[str, dict], path: Path) -> bool:
         row[0].set_ylabel(f"{name}\n({r['setting']['method']})", fontsize=8)
         for ax in row[len(r["trajectories"]["tasks"]):]:
             ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -206,9 +198,7 @@ def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
             ax.plot(iterations, [row["meta_train.pre_update_return"] for row in rows], "--", color=line.get_color())
         ax.set(xlabel="meta-iteration", ylabel="average return (- - pre-update, — post-update)", title=_title(key))
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_rl_report(results: dict[str, dict], out_dir: Path, *, notes: list[str]) -> None:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
+from metalearning.core.algorithms import MetaLearner, algorithm_label
 from metalearning.rundb.store import RunRecord, RunStore
 from metalearning.rundb.target import RunDBError
 
-ALGORITHMS = ("MAML", "MetaSGD", "Reptile")
 MISSING = object()
 _WHERE = re.compile(r"^\s*([A-Za-z0-9_./@-]+?)\s*(!=|<=|>=|=|<|>|~)\s*(.*?)\s*$")
 _ORDERED = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -40,18 +40,28 @@ class QueryError(RunDBError, ValueError):
 
 
 def algorithm(config: dict) -> str | None:
-    """The algorithm a run's gin config selects: ``MetaTrainer.algorithm``, else the one bound.
-
-    MAML with ``first_order = True`` is FOMAML (STYLE P2: one core, a flag).
+    """The algorithm a run's gin config selects: the configurable bound to ``MetaTrainer.algorithm``
+    (``MetaRL.algorithm`` in runs recorded before the one trainer), named by
+    :func:`~metalearning.core.algorithms.algorithm_label` (MAML with ``first_order = True`` is FOMAML).
     """
     gin = config.get("gin") or {}
-    chosen = str((gin.get("MetaTrainer") or {}).get("algorithm", ""))
-    names = [a for a in ALGORITHMS if chosen in (f"@{a}", f"@{a}()")] or [a for a in ALGORITHMS if a in gin]
+    chosen = next((str(gin[owner]["algorithm"]) for owner in ("MetaTrainer", "MetaRL")
+                   if "algorithm" in (gin.get(owner) or {})), "")
+    match = re.fullmatch(r"@(?:\w+/)?(?:[\w.]+\.)?(\w+)(?:\(\))?", chosen)
+    names = [match.group(1)] if match else [name for name in _algorithm_names() if name in gin]
     if len(names) != 1:
         return None
-    if names[0] == "MAML" and (gin.get("MAML") or {}).get("first_order") is True:
-        return "FOMAML"
-    return names[0]
+    return algorithm_label(names[0], (gin.get(names[0]) or {}).get("first_order") is True)
+
+
+def _algorithm_names() -> set[str]:
+    """The class names of every :class:`~metalearning.core.algorithms.MetaLearner` defined so far."""
+    names, todo = set(), [MetaLearner]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names - {"MetaLearner"}
 
 
 def shots(config: dict) -> Any:

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metalearning.core.family import SupervisedFamily
 from metalearning.core.task import Task
+from metalearning.tasks.supervised import SupervisedFamily
 
 
 class SineCurves(NamedTuple):

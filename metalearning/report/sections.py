@@ -1,0 +1,90 @@
+"""One report per params.yaml section (``sine``, ``omniglot``, ``rl``): what ``metalearning report``
+and the pipeline's report stages write. Each family's tables and plots live beside it
+(:mod:`metalearning.report.sine`, :mod:`metalearning.report.fewshot`, :mod:`metalearning.rl.report`);
+this module adds the notes the params file implies (profile, budgets, data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from metalearning.params import active_profile, episode_set_names, load_params, omniglot_variant
+
+FEWSHOT_SECTIONS = ("omniglot", "miniimagenet")
+
+
+def _sine(params: dict, params_path: Path, metrics: Path, models: Path, out: Path) -> None:
+    from metalearning.report.sine import load_results, write_report
+
+    budget = active_profile(params).get("sine_meta_iterations")
+    note = (f"Budget: every sine experiment was trained for {budget} meta-iterations (params.yaml "
+            f"`profiles.{params['profile']}.sine_meta_iterations`); the papers use 60000 (Reptile's demo 30000)."
+            if budget else "Budget: each experiment file's own (the papers') meta-iterations.")
+    results = load_results(list(params["sine"]["experiments"]), metrics, models)
+    write_report(results, out, profile=params["profile"], params_note=note, meta_test=params["sine"]["meta_test"])
+
+
+def _fewshot(task: str) -> Callable[[dict, Path, Path, Path, Path], None]:
+    def write(params: dict, params_path: Path, metrics: Path, models: Path, out: Path) -> None:
+        from metalearning.report.fewshot import load_fewshot_results, write_fewshot_report
+
+        section, profile = params[task], params["profile"]
+        notes = [f"Profile `{profile}`. Training budgets and sizes: each row's meta-iterations × meta-batch; the "
+                 f"experiment files hold the papers' settings and params.yaml `{task}.experiments.<name>.{profile}` "
+                 "lists what this profile changes." if profile == "cpu" else
+                 f"Profile `{profile}`: the experiment files' (papers') settings."]
+        if task == "omniglot":
+            variant = omniglot_variant(params, params_path)
+            notes.append(f"Data: Omniglot `{variant}` (`small` = images_background_small1 ∪ small2, 242 characters "
+                         "of 8 alphabets; `full` = 1623 characters), characters split in the papers' 1200/1623 "
+                         f"proportion (seed {section['split_seed']}), rotations by 90° as extra classes. The papers' "
+                         "numbers are on full Omniglot with their own splits: comparable in kind, not digit for digit.")
+        notes.append("Validation (learning curves) uses episodes of the meta-training classes; the Omniglot split has "
+                     "no validation classes.")
+        tests = {name: episode_set_names(section["experiments"], name) for name in section["experiments"]}
+        write_fewshot_report(load_fewshot_results(tests, metrics, models), out, dataset=task,
+                             title=f"{task.capitalize()} few-shot classification", notes=notes)
+
+    return write
+
+
+def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path) -> None:
+    from metalearning.rl.report import load_rl_results, write_rl_report
+
+    section, profile = params["rl"], params["profile"]
+    missing = sorted(set(section["locomotion"]) - set(section["experiments"]))
+    notes = [
+        f"Profile `{profile}`: " + ("the experiment files' (papers') budgets." if profile != "cpu" else
+                                    "the papers' sizes (policy, meta-batch, trajectories, meta-test protocol) with "
+                                    "fewer meta-iterations, params.yaml `rl.experiments.<name>.cpu` (the papers: up "
+                                    "to 500 for MAML, 100 for Meta-SGD's comparison)."),
+        "Differences from the papers: TRPO's Hessian-vector products are exact (MAML used finite differences); the "
+        "pretrained and random-init baselines are fine-tuned with MAML's α = 0.1 (halved after the first step) "
+        "instead of a hand-tuned step size; Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL "
+        "initialisation).",
+        f"Every model's new tasks and episodes are drawn with the same seed (params.yaml `rl.meta_test_seed` = "
+        f"{section['meta_test_seed']}): all models of a task family meet the same 600 tasks.",
+        "MAML's Table 4 curve is published for the squared-distance reward, but its 0-step return (−40.41) is what "
+        "the distance-reward variant gives here (`maml_nav2d_fixed`: see its 0-step column), and MAML's rllab code "
+        "computes −distance: the published curve was probably measured with the distance reward.",
+    ]
+    if missing:
+        notes.append(f"Not run in this profile: {', '.join(f'`{m}`' for m in missing)} (MuJoCo locomotion, "
+                     "paper profile).")
+    write_rl_report(load_rl_results(list(section["experiments"]), metrics, models), out, notes=notes)
+
+
+def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), metrics: Path | None = None,
+                         models: Path | None = None, out: Path | None = None) -> Path:
+    """Write ``reports/<task>/`` (README.md and plots) from ``metrics/<task>`` and ``models/<task>``.
+
+    Raises:
+        ValueError: ``task`` is not a reported params.yaml section.
+    """
+    writers = {"sine": _sine, "rl": _rl, **{name: _fewshot(name) for name in FEWSHOT_SECTIONS}}
+    if task not in writers:
+        raise ValueError(f"no report for params section {task!r} (reports: {', '.join(writers)})")
+    out = out or Path("reports") / task
+    writers[task](load_params(params_path), params_path, metrics or Path("metrics") / task,
+                  models or Path("models") / task, out)
+    return out
