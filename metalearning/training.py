@@ -193,7 +193,8 @@ class TrainingState:
     def state_dict(self) -> dict[str, Any]:
         return {
             "iteration": self.iteration, "outer": self.outer.state_dict(), "task_generator": self.generator.get_state(),
-            "window": {k: [torch.as_tensor(v).detach().clone() for v in vs] for k, vs in self.window.items()},
+            "window": {k: [v.detach().clone() if isinstance(v, Tensor) else v for v in vs]
+                       for k, vs in self.window.items()},  # Python floats stay floats (float64 means)
             "logged": dict(self.logged), "best": self.best, "best_iteration": self.best_iteration,
             "best_score": self.best_score, "rng": get_rng_states(),
         }

@@ -21,7 +21,8 @@ EXPERIMENT = REPO / "configs" / "experiments" / "metasgd_sine_5shot.gin"
 BINDINGS = ["MetaTrainer.meta_iterations = 600", "MetaTrainer.log_every = 50"]
 RL_EXPERIMENT = REPO / "configs" / "rl" / "experiments" / "metasgd_nav2d_random.gin"
 RL_BINDINGS = ["GaussianMLPPolicy.hidden = (16,)", "meta_batch_size = 3", "trajectories = 4", "TRPO.cg_iters = 3",
-               "BatchNavigation2D.horizon = 20", "MetaTrainer.meta_iterations = 40"]
+               "BatchNavigation2D.horizon = 20", "MetaTrainer.meta_iterations = 40",
+               "MetaTrainer.log_every = 3"]  # checkpoints (every 4) fall mid-window: the window is resumed too
 # family -> (experiment, bindings, iterations, checkpoint every)
 RUNS = {"sine": (EXPERIMENT, BINDINGS, 600, 100), "rl": (RL_EXPERIMENT, RL_BINDINGS, 40, 4)}
 

@@ -127,10 +127,23 @@ def _loss_with_fixed(loss: LossFn, params: Params, fast: Params, batch: Batch) -
     return loss({k: fast.get(k, p) for k, p in params.items()}, batch)
 
 
-def adapt_with_state(params: Params, support: Support, **kwargs: Any) -> tuple[Params, Any]:
-    """:func:`adapt`, also returning the inner rule's state (Adam moments) after the last step."""
-    out = params, kwargs.get("state")
-    for out in inner_loop(params, support, **kwargs):
+def adapt_with_state(
+    params: Params,
+    support: Support,
+    *,
+    loss: LossFn,
+    inner_lr: StepSizes,
+    inner_steps: int,
+    first_order: bool,
+    rule: SGD | Adam = SGD(),
+    state: Any = None,
+    only: Collection[str] | None = None,
+) -> tuple[Params, Any]:
+    """:func:`adapt`, also returning the inner rule's state (Adam moments) after the last step;
+    ``state=None`` starts the rule afresh."""
+    out = params, state
+    for out in inner_loop(params, support, loss=loss, inner_lr=inner_lr, inner_steps=inner_steps,
+                          first_order=first_order, rule=rule, state=state, only=only):
         pass
     return out
 

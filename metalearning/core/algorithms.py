@@ -139,10 +139,12 @@ class MetaLearner(ABC):
         ):
             yield adapted
 
-    def adapt(self, meta_params: MetaParams, support: Support, loss: LossFn, steps: int, **kwargs: Any) -> Params:
-        """θ after ``steps`` inner steps (:meth:`inner_path`'s last element; θ itself for 0 steps)."""
-        adapted = meta_params["theta"] if kwargs.get("start") is None else kwargs["start"]
-        for adapted in self.inner_path(meta_params, support, loss, steps, **kwargs):
+    def adapt(self, meta_params: MetaParams, support: Support, loss: LossFn, steps: int, *, first_order: bool,
+              batch_size: int | None = None, lr_scale: float = 1.0, start: Params | None = None) -> Params:
+        """θ after ``steps`` inner steps (:meth:`inner_path`'s last element; the start for 0 steps)."""
+        adapted = meta_params["theta"] if start is None else start
+        for adapted in self.inner_path(meta_params, support, loss, steps, first_order=first_order,
+                                       batch_size=batch_size, lr_scale=lr_scale, start=start):
             pass
         return adapted
 
