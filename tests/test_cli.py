@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import yaml
+
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "metalearning", *args], capture_output=True, text=True)
@@ -25,3 +27,33 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     out = _cli("test", "--checkpoint", str(bad), "--test-set", str(tmp_path / "t.pt"), "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "checkpoint.pt" in out.stderr and "corrupt" in out.stderr
+
+
+def test_report_of_an_unknown_section_is_refused(tmp_path):
+    out = _cli("report", "--task", "cifar", "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "no report for params section 'cifar'" in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_command_writes_a_section_from_its_metrics(tmp_path, repo):
+    """`metalearning report` writes the same report as the pipeline stage, from metrics and models."""
+    models, metrics = tmp_path / "models", tmp_path / "metrics"
+    exp = repo / "configs" / "experiments" / "maml_sine_5shot.gin"
+    assert _cli("train", "--config", str(exp), "--bind", "MetaTrainer.meta_iterations = 4", "--bind",
+                "MetaTrainer.log_every = 2", "--out", str(models / "maml_sine_5shot"), "--quiet",
+                "--runs-dir", str(tmp_path / "runs")).returncode == 0
+    assert _cli("split-sine", "--config", str(repo / "configs" / "tasks" / "sine_metasgd.gin"), "--bind", "shots = 5",
+                "--shots", "5", "10", "20", "--curves", "3", "--repeats", "2", "--seed", "0",
+                "--out", str(tmp_path / "test.pt")).returncode == 0
+    assert _cli("test", "--checkpoint", str(models / "maml_sine_5shot" / "checkpoint.pt"), "--test-set",
+                str(tmp_path / "test.pt"), "--out", str(metrics / "maml_sine_5shot"),
+                "--runs-dir", str(tmp_path / "runs")).returncode == 0
+    params = tmp_path / "params.yaml"
+    values = yaml.safe_load((repo / "params.yaml").read_text())
+    values["sine"]["experiments"] = {"maml_sine_5shot": {"family": "sine_metasgd"}}
+    params.write_text(yaml.safe_dump(values))
+    out = _cli("report", "--task", "sine", "--params", str(params), "--metrics", str(metrics), "--models", str(models),
+               "--out", str(tmp_path / "report"))
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "report" / "README.md").read_text()
+    assert "`maml_sine_5shot`" in page and (tmp_path / "report" / "learning_curves.png").stat().st_size > 0
