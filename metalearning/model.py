@@ -74,7 +74,17 @@ def load_model(checkpoint: Path | str, bindings: Sequence[str] = ()) -> Model:
     torch.manual_seed(ckpt["seed"])  # builds the modules as training did; their parameters are the checkpoint's
     model = Model(MetaTrainer(), ckpt, path)
     _check_fits(model)
+    _check_finite(model)
     return model
+
+
+def _check_finite(model: Model) -> None:
+    for key in ("meta_params", "best_meta_params"):
+        for group, params in (model.checkpoint.get(key) or {}).items():
+            for name, p in params.items():
+                if not bool(torch.isfinite(p).all()):
+                    raise ValueError(f"checkpoint {model.path}: {key} {group}.{name} is not finite (a diverged "
+                                     "run): refusing to test, adapt or resume from it")
 
 
 def _check_fits(model: Model) -> None:

@@ -63,9 +63,17 @@ class OuterRule(Protocol):
 
 def require_finite(what: str, values: Mapping[str, Any], iteration: int) -> None:
     """Raise FloatingPointError naming the first non-finite entry of ``values`` (tensors or floats)."""
-    for name, value in values.items():
-        if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+    finite = [torch.isfinite(torch.as_tensor(value)).all() for value in values.values()]
+    if finite and bool(torch.stack(finite).all()):
+        return
+    for (name, value), ok in zip(values.items(), finite):
+        if not bool(ok):
             raise FloatingPointError(f"{what} {name} became non-finite at meta-iteration {iteration + 1}")
+
+
+def named_leaves(meta_params: MetaParams) -> dict[str, Tensor]:
+    """``{"theta.<name>": tensor, "alpha.<name>": …}``: the meta-parameters by qualified name."""
+    return {f"{group}.{k}": p for group, params in meta_params.items() for k, p in params.items()}
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,7 @@ class GradientStep:
         grads, meta_loss = self.trainer.algorithm.meta_gradient(self.meta_params, batch.tasks, self.trainer.loss,
                                                                 iteration=iteration)
         require_finite("meta-loss", {"": meta_loss}, iteration)
-        require_finite("meta-gradient of", {f"{g}.{k}": v for g, vs in grads.items() for k, v in vs.items()},
-                       iteration)
+        require_finite("meta-gradient of", named_leaves(grads), iteration)
         set_meta_grads(self.meta_params, grads)
         self.optimizer.step()
         self.schedule.step()
@@ -241,6 +248,9 @@ def _step(trainer: MetaTrainer, state: TrainingState) -> None:
     if batch.score is not None and batch.score > state.best_score:
         state.best, state.best_iteration, state.best_score = _clone(state.meta_params), state.iteration, batch.score
     scalars = {**batch.scalars, **state.outer.step(batch, state.iteration)}
+    # An update can overflow although its inputs were finite (too large a meta learning rate): fail
+    # before anything is logged or checkpointed, so the last checkpoint stays the last finite one.
+    require_finite("meta-parameter", named_leaves(state.meta_params), state.iteration)
     for name, value in scalars.items():
         state.window.setdefault(name, []).append(value)
     state.iteration += 1
@@ -258,6 +268,7 @@ def _log(trainer: MetaTrainer, state: TrainingState, sink: MetricsSink, val_task
     if val_tasks is not None:
         state.logged |= {f"meta_val.{k}": v for k, v in
                          trainer.tasks.validation(trainer, state.meta_params, val_tasks).items()}
+    require_finite("logged", state.logged, state.iteration - 1)
     for name, value in state.logged.items():
         sink.log_scalar(name, value, state.iteration)
 

@@ -1,6 +1,7 @@
 """Runs survive faults: SIGKILL + resume is bit-identical, Ctrl-C checkpoints, NaN fails cleanly."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -195,3 +196,33 @@ def test_rl_nan_run_is_recorded_failed_via_cli(tmp_path):
     assert out.returncode == 1 and "meta-iteration 1" in out.stderr, out.stderr
     run = json.loads((tmp_path / "runs" / "1" / "run.json").read_text())
     assert run["status"] == "FAILED"
+
+
+def test_an_overflowing_update_never_reaches_a_checkpoint(tmp_path):
+    """meta_lr = 11 makes the weights overflow although every meta-loss and gradient was finite:
+    the run fails at that update, and the checkpoint left behind is the last finite one."""
+    sine = REPO / "configs" / "experiments" / "maml_sine_5shot.gin"
+    out = subprocess.run(_cmd("train", "--config", str(sine), "--bind", "MetaTrainer.meta_iterations = 300",
+                              "--bind", "meta_lr = 11", "--bind", "MetaTrainer.log_every = 10",
+                              "--checkpoint-every", "10", "--out", str(tmp_path / "m"), "--runs-dir",
+                              str(tmp_path / "runs"), "--quiet"), capture_output=True, text=True)
+    assert out.returncode == 1 and "became non-finite at meta-iteration" in out.stderr, out.stderr
+    saved = load_checkpoint(tmp_path / "m" / "checkpoint.pt")  # the old guard saved iteration 20 with inf weights
+    assert saved["iteration"] == 10
+    assert all(torch.isfinite(p).all() for g in saved["meta_params"].values() for p in g.values())
+    assert all(math.isfinite(v) for row in saved["learning_curve"].values() for v in row.values())
+
+
+def test_test_adapt_and_resume_refuse_a_non_finite_checkpoint(tmp_path):
+    sine = REPO / "configs" / "experiments" / "maml_sine_5shot.gin"
+    subprocess.run(_cmd("train", "--config", str(sine), "--bind", "MetaTrainer.meta_iterations = 2", "--out",
+                        str(tmp_path / "m"), "--runs-dir", str(tmp_path / "runs"), "--quiet"), check=True)
+    path = tmp_path / "m" / "checkpoint.pt"
+    saved = load_checkpoint(path)
+    saved["meta_params"]["theta"]["0.weight"][0, 0] = float("inf")
+    torch.save(saved, path)
+    test = ("test", "--checkpoint", str(path), "--test-set", str(tmp_path / "t.pt"), "--out", str(tmp_path / "o"))
+    for args in (test,
+                 ("resume", "--checkpoint", str(path), "--runs-dir", str(tmp_path / "runs"))):
+        out = subprocess.run(_cmd(*args), capture_output=True, text=True)
+        assert out.returncode == 2 and "theta.0.weight is not finite" in out.stderr, (args, out.stderr)
