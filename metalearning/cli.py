@@ -21,7 +21,7 @@ def _train(args) -> None:
 
     _print_result(commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
                                  progress=not args.quiet, checkpoint_every=args.checkpoint_every,
-                                 mongo_url=args.mongo))
+                                 mongo_url=args.mongo, force=args.force))
 
 
 def _resume(args) -> None:
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="meta-train an experiment")
     training_args(p, "checkpoint, curves")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
+    p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out folder")
     _mongo_arg(p)
     p.set_defaults(fn=_train)
 

@@ -23,16 +23,26 @@ from metalearning.training import (
     save_state,
 )
 
+RUN_FILES = ("checkpoint.pt", "config.gin", "operative_config.gin", "learning_curve.csv", "train_metrics.json")
+
 
 def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: int, out_dir: Path,
           runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True, checkpoint_every: int = 1000,
-          mongo_url: str | None = None) -> dict:
+          mongo_url: str | None = None, force: bool = False) -> dict:
     """Meta-train the experiment described by ``config_files`` (+ ``bindings``) into ``out_dir``.
 
     Writes ``checkpoint.pt`` (also every ``checkpoint_every`` iterations and on Ctrl-C),
     ``config.gin`` (all bindings), ``operative_config.gin``, ``learning_curve.csv`` and
     ``train_metrics.json``; records a Sacred run (also to MongoDB at ``mongo_url``, if given).
+
+    Raises:
+        ValueError: ``out_dir`` already holds files and ``force`` is not set (a folder's files
+            always belong to one run; with ``force`` the old run's files are removed first), or
+            ``checkpoint_every`` < 1, or the config is invalid; all before anything is recorded.
     """
+    if checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be a positive number of meta-iterations, got {checkpoint_every}")
+    _claim(Path(out_dir), force)
     config_text = load_config(config_files, bindings)
     with torch.random.fork_rng():  # check the whole config (and the algorithm × family) before any record
         MetaTrainer()
@@ -48,6 +58,16 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
                             progress=progress, mongo_url=mongo_url)
 
 
+def _claim(out_dir: Path, force: bool) -> None:
+    """Refuse an output folder holding another run's files, unless ``force`` (then remove them)."""
+    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if present and not force:
+        raise ValueError(f"output folder {out_dir} is not empty ({', '.join(present[:5])}); choose another --out, "
+                         "or pass --force to replace the run in it")
+    for name in RUN_FILES if force else ():
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True,
            checkpoint_every: int = 1000, mongo_url: str | None = None) -> dict:
     """Continue a killed or interrupted run of any family from ``checkpoint`` to the end of its budget.
@@ -56,6 +76,8 @@ def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DE
     path and Sacred run id) and ``resumed_at_iteration``; its metrics start after that iteration.
     On CPU the final parameters and metrics are bit-identical to an uninterrupted run.
     """
+    if checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be a positive number of meta-iterations, got {checkpoint_every}")
     model = load_model(checkpoint)
     saved = model.checkpoint
     if "training_state" not in saved:

@@ -57,3 +57,25 @@ def test_report_command_writes_a_section_from_its_metrics(tmp_path, repo):
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "report" / "README.md").read_text()
     assert "`maml_sine_5shot`" in page and (tmp_path / "report" / "learning_curves.png").stat().st_size > 0
+
+
+def test_train_refuses_a_folder_holding_another_run(tmp_path, repo):
+    """A folder's files belong to one run: a second train into it (here one whose config then fails)
+    is refused before it writes anything; --force replaces the old run."""
+    exp = repo / "configs" / "experiments" / "maml_sine_5shot.gin"
+    base = ["train", "--config", str(exp), "--bind", "MetaTrainer.meta_iterations = 2", "--out", str(tmp_path / "m"),
+            "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    assert _cli(*base).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    out = _cli(*base, "--bind", "MAML.inner_lr = 'x'")
+    assert out.returncode == 2 and "is not empty" in out.stderr and "--force" in out.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+    assert _cli(*base, "--bind", "MetaTrainer.meta_iterations = 3", "--force").returncode == 0
+    assert '"meta_iterations": 3' in (tmp_path / "m" / "train_metrics.json").read_text()
+
+
+def test_checkpoint_every_zero_is_refused(tmp_path, repo):
+    exp = repo / "configs" / "experiments" / "maml_sine_5shot.gin"
+    out = _cli("train", "--config", str(exp), "--checkpoint-every", "0", "--out", str(tmp_path / "m"))
+    assert out.returncode == 2 and "--checkpoint-every" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "m").exists()
