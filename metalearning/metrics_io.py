@@ -22,7 +22,7 @@ class CurveRecorder:
 
     def write_csv(self, path: Path) -> None:
         rows = [self.rows[k] for k in sorted(self.rows)]
-        fields = list(dict.fromkeys(f for row in rows for f in row))
+        fields = list(dict.fromkeys(f for row in rows for f in row)) or ["iteration"]  # 0 iterations: header only
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()

@@ -64,6 +64,8 @@ def test_every_rl_experiment_smoke_runs(path, tmp_path):
         assert len(task["paths"]) == steps + 1 and all(len(p) >= 2 for p in task["paths"])
     for name in ("checkpoint.pt", "config.gin", "operative_config.gin", "learning_curve.csv", "train_metrics.json"):
         assert (tmp_path / "model" / name).is_file()
+    header = (tmp_path / "model" / "learning_curve.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "iteration" and (len(header) == 1) == path.stem.startswith("random")
 
 
 def test_params_list_every_rl_experiment_and_the_cpu_profile_only_navigation():
