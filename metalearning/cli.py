@@ -6,10 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from metalearning.rundb.cli import add_runs_parser
+from metalearning.rundb.cli import HelpFormatter, add_runs_parser
 from metalearning.runs import DEFAULT_RUNS_DIR
 
 MONGO_ENV = "METALEARNING_MONGO_URL"
+DESCRIPTION = ("The meta-learning platform: meta-train, resume, meta-test and adapt models, write reports, "
+               "and query the Sacred run records. `metalearning COMMAND --help` describes each command.")
 
 
 def _print_result(result: dict) -> None:
@@ -83,87 +85,108 @@ def _adapt(args) -> None:
 
 
 def _mongo_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mongo", metavar="URL", help=f"also record to this MongoDB (default: ${MONGO_ENV}); "
-                   "the run is always kept in --runs-dir too")
+    p.add_argument("--mongo", metavar="URL", help=f"also record to this MongoDB (default: ${MONGO_ENV}, "
+                   "else none); the run is always kept in --runs-dir too")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalearning", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="metalearning", description=DESCRIPTION, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do")
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, formatter_class=HelpFormatter)
 
     def gin_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, action="append", required=True, help="gin file (repeatable)")
-        p.add_argument("--bind", action="append", default=[], help="extra gin binding, e.g. 'shots = 5'")
+        p.add_argument("--bind", action="append", default=[], help="extra gin binding, e.g. 'shots = 5' "
+                       "(repeatable)")
 
     def training_args(p: argparse.ArgumentParser, outputs: str) -> None:
         gin_args(p)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="random seed of the run")
         p.add_argument("--out", type=Path, required=True, help=f"output directory ({outputs})")
         p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("train", help="meta-train an experiment")
+    p = command("train", "meta-train an experiment",
+                "Meta-train the experiment that the gin files describe, writing checkpoints and learning "
+                "curves to --out and a Sacred run record to --runs-dir (and MongoDB, if configured).")
     training_args(p, "checkpoint, curves")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
     p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out folder")
     _mongo_arg(p)
     p.set_defaults(fn=_train)
 
-    p = sub.add_parser("resume", help="continue a killed/interrupted training run from its checkpoint")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = command("resume", "continue a killed/interrupted training run from its checkpoint",
+                "Continue a killed or interrupted training run from its last checkpoint, with the "
+                "configuration stored in it.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt written by train")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: the checkpoint's)")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
     _mongo_arg(p)
     p.set_defaults(fn=_resume)
 
-    p = sub.add_parser("test", help="meta-test a checkpoint of any family by its protocol")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = command("test", "meta-test a checkpoint of any family by its protocol",
+                "Meta-test a checkpoint by its task family's protocol (sine, few-shot images or meta-RL), "
+                "writing metrics.json and curves to --out and a Sacred run record to --runs-dir.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt written by train")
     p.add_argument("--test-set", type=Path, default=None,
                    help="the fixed test set: sine, a split-sine file; few-shot, an episode set (meta-RL: none)")
     p.add_argument("--out", type=Path, required=True, help="output directory (metrics.json, curves)")
     p.add_argument("--bind", action="append", default=[], help="gin binding over the stored config, "
-                   "e.g. 'MetaRL.eval_seed = 1'")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+                   "e.g. 'MetaRL.eval_seed = 1' (repeatable)")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
     _mongo_arg(p)
     p.set_defaults(fn=_test)
 
-    p = sub.add_parser("adapt", help="adapt a meta-trained checkpoint to your own few-shot images and predict")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p = command("adapt", "adapt a meta-trained checkpoint to your own few-shot images and predict",
+                "Adapt a meta-trained image classifier to your own few-shot support images, then print the "
+                "predicted class of each query image.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt of a few-shot image model")
     p.add_argument("--support", type=Path, required=True, help="folder with one sub-folder of images per class")
     p.add_argument("--query", type=Path, nargs="+", required=True, help="query images and/or folders of them")
     p.add_argument("--steps", type=int, default=None, help="inner steps (default: the algorithm's eval_inner_steps)")
     p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
-    p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here")
+    p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here "
+                   "(default: print only)")
     p.set_defaults(fn=_adapt)
 
-    p = sub.add_parser("report", help="write reports/<task>/ (tables beside the papers' numbers, plots) from the "
-                       "meta-test metrics and learning curves of one params.yaml section")
+    p = command("report", "write reports/<task>/ (tables beside the papers' numbers, plots) from the "
+                "meta-test metrics and learning curves of one params.yaml section",
+                "Write the report of one params.yaml section: tables of meta-test results beside the "
+                "papers' numbers, and learning-curve plots, from its metrics and models.")
     p.add_argument("--task", required=True, help="params.yaml section: sine, omniglot or rl")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument("--metrics", type=Path, default=None, help="default: metrics/<task>")
-    p.add_argument("--models", type=Path, default=None, help="default: models/<task>")
-    p.add_argument("--out", type=Path, default=None, help="default: reports/<task>")
+    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    p.add_argument("--metrics", type=Path, default=None, help="meta-test metrics (default: metrics/<task>)")
+    p.add_argument("--models", type=Path, default=None, help="trained models (default: models/<task>)")
+    p.add_argument("--out", type=Path, default=None, help="report directory (default: reports/<task>)")
     p.set_defaults(fn=_report)
 
     add_runs_parser(sub)
 
-    p = sub.add_parser("split-sine", help="write a fixed, seeded sine meta-test set")
+    p = command("split-sine", "write a fixed, seeded sine meta-test set",
+                "Write a fixed, seeded sine meta-test set: for each number of shots, curves drawn from the "
+                "task distribution that the gin files describe, each with repeated support draws.")
     gin_args(p)
-    p.add_argument("--shots", type=int, nargs="+", required=True)
-    p.add_argument("--curves", type=int, required=True)
-    p.add_argument("--repeats", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--shots", type=int, nargs="+", required=True, help="support sizes K (one or more)")
+    p.add_argument("--curves", type=int, required=True, help="sine curves (tasks) per K")
+    p.add_argument("--repeats", type=int, required=True, help="support draws per curve")
+    p.add_argument("--seed", type=int, required=True, help="seed of the test set")
+    p.add_argument("--out", type=Path, required=True, help="file to write")
     p.set_defaults(fn=_split_sine)
 
-    p = sub.add_parser("bench", help="vmap vs per-task-loop meta-training throughput; with --config, the "
-                       "share of a meta-iteration spent sampling data")
-    p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s)")
-    p.add_argument("--bind", action="append", default=[], help="extra gin binding")
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None)
+    p = command("bench", "vmap vs per-task-loop meta-training throughput; with --config, the "
+                "share of a meta-iteration spent sampling data",
+                "Measure meta-training throughput with tasks batched by vmap against a per-task loop; with "
+                "--config, the share of a meta-iteration spent sampling data; with --rollouts, the meta-RL "
+                "samplers' environment steps per second.")
+    p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s) "
+                   "(default: none: the built-in sine settings, vmap against the per-task loop)")
+    p.add_argument("--bind", action="append", default=[], help="extra gin binding (repeatable)")
+    p.add_argument("--iterations", type=int, default=50, help="meta-iterations timed")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--rollouts", action="store_true", help="env-steps/s of the meta-RL rollout samplers instead")
     p.set_defaults(fn=_bench)
     return parser

@@ -2,7 +2,7 @@
 
 Both stores normalise to one shape so that every query and table is backend-blind: ids are
 strings, times are naive UTC datetimes at millisecond precision (what BSON keeps), artifacts
-are names.
+are names, and a RUNNING run whose heartbeat stopped shows as DIED.
 """
 
 from __future__ import annotations
@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from metalearning.rundb.target import MongoTarget, RunDBError, StoreUnavailable, connect, resolve_mongo_url
+
+# Sacred beats every 10 s; a RUNNING run silent for 2 minutes was killed. Omniboard shows such a
+# run as PROBABLY_DEAD after the same 120 s.
+DIED_AFTER_S = 120
+DIED = "DIED"  # not a Sacred status: shown for a RUNNING run that stopped beating
 
 
 class UnknownRunError(RunDBError, KeyError):
@@ -26,7 +31,10 @@ class UnknownRunError(RunDBError, KeyError):
 
 @dataclass
 class RunRecord:
-    """One Sacred run, minus its metrics and artifact contents (fetched on demand)."""
+    """One Sacred run, minus its metrics and artifact contents (fetched on demand).
+
+    ``status`` is Sacred's, except DIED for a RUNNING run silent too long (``shown_status``).
+    """
 
     id: str
     name: str
@@ -41,6 +49,7 @@ class RunRecord:
     artifacts: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     fail_trace: list[str] = field(default_factory=list)
+    heartbeat: datetime | None = None
 
 
 class RunStore(Protocol):
@@ -75,22 +84,43 @@ def _ms(value: Any) -> datetime | None:
     return when.replace(microsecond=when.microsecond // 1000 * 1000, tzinfo=None)
 
 
-def _record(run_id: str, run: dict, config: dict, info: dict, artifacts: list[str]) -> RunRecord:
+def shown_status(status: str, last_sign_of_life: datetime | None, *, now: datetime,
+                 died_after: float | None) -> str:
+    """``status``, or DIED if it is RUNNING and ``last_sign_of_life`` is over ``died_after`` s before ``now``.
+
+    A killed process (SIGKILL, out of memory, a lost machine) never writes a final status; its
+    heartbeat stops. ``died_after=None`` keeps Sacred's status. Times are naive UTC, as Sacred
+    records them (the recording machine's clock: keep the threshold well above clock skew).
+    """
+    if status != "RUNNING" or died_after is None or last_sign_of_life is None:
+        return status
+    return DIED if (now - last_sign_of_life).total_seconds() > died_after else status
+
+
+def _record(run_id: str, run: dict, config: dict, info: dict, artifacts: list[str], *,
+            died_after: float | None) -> RunRecord:
     experiment = run.get("experiment", {})
+    start, heartbeat = _ms(run.get("start_time")), _ms(run.get("heartbeat"))
+    status = shown_status(run.get("status", ""), heartbeat or start,  # no beat yet: started, then silent
+                          now=datetime.now(timezone.utc).replace(tzinfo=None), died_after=died_after)
     return RunRecord(
-        id=run_id, name=experiment.get("name", ""), status=run.get("status", ""),
-        start_time=_ms(run.get("start_time")), stop_time=_ms(run.get("stop_time")), config=config,
+        id=run_id, name=experiment.get("name", ""), status=status,
+        start_time=start, stop_time=_ms(run.get("stop_time")), config=config,
         result=run.get("result"), host=run.get("host", {}).get("hostname", ""),
         command=run.get("command", ""),
         repositories=experiment.get("repositories", []), artifacts=artifacts, info=info,
-        fail_trace=run.get("fail_trace") or [])
+        fail_trace=run.get("fail_trace") or [], heartbeat=heartbeat)
 
 
 class FileRunStore:
-    """Sacred's FileStorageObserver layout: ``<runs_dir>/<id>/{run,config,metrics,info}.json``."""
+    """Sacred's FileStorageObserver layout: ``<runs_dir>/<id>/{run,config,metrics,info}.json``.
 
-    def __init__(self, runs_dir: Path):
+    ``died_after``: seconds without a heartbeat after which a RUNNING run reads as DIED (None: never).
+    """
+
+    def __init__(self, runs_dir: Path, *, died_after: float | None = DIED_AFTER_S):
         self.runs_dir = Path(runs_dir)
+        self.died_after = died_after
 
     def describe(self) -> str:
         return f"file store {self.runs_dir}/"
@@ -119,7 +149,8 @@ class FileRunStore:
             raise UnknownRunError(f"no run with id {run_id!r} in {self.describe()}")
         run = _read_json(run_dir / "run.json")
         return _record(str(run_id), run, _read_json(run_dir / "config.json", {}),
-                       _read_json(run_dir / "info.json", {}), list(run.get("artifacts", [])))
+                       _read_json(run_dir / "info.json", {}), list(run.get("artifacts", [])),
+                       died_after=self.died_after)
 
     def metrics(self, run_id: str) -> dict[str, dict[str, list]]:
         self.record(run_id)
@@ -142,12 +173,16 @@ def _read_json(path: Path, default: Any = None) -> Any:
 
 
 class MongoRunStore:
-    """Sacred's MongoObserver layout: ``runs`` and ``metrics`` collections, GridFS artifacts."""
+    """Sacred's MongoObserver layout: ``runs`` and ``metrics`` collections, GridFS artifacts.
+
+    ``died_after``: as for ``FileRunStore``.
+    """
 
     _LIGHT = {"captured_out": 0, "experiment.sources": 0, "experiment.dependencies": 0}
 
-    def __init__(self, target: MongoTarget):
+    def __init__(self, target: MongoTarget, *, died_after: float | None = DIED_AFTER_S):
         self.target = target
+        self.died_after = died_after
 
     def describe(self) -> str:
         return self.target.describe()
@@ -190,23 +225,24 @@ class MongoRunStore:
     def _to_record(self, doc: dict) -> RunRecord:
         info = {k: v for k, v in (doc.get("info") or {}).items() if k != "metrics"}  # MongoDB-only refs
         return _record(str(doc["_id"]), doc, doc.get("config", {}), info,
-                       [a["name"] for a in doc.get("artifacts", [])])
+                       [a["name"] for a in doc.get("artifacts", [])], died_after=self.died_after)
 
 
 def open_store(runs_dir: Path = Path("runs"), mongo_url: str | None = None, *, local: bool = False,
-               params_path: Path | None = None, timeout_ms: int | None = None) -> RunStore:
+               params_path: Path | None = None, timeout_ms: int | None = None,
+               died_after: float | None = DIED_AFTER_S) -> RunStore:
     """The store the ``runs`` commands read: MongoDB when one is configured (and reachable), else files.
 
     MongoDB precedence as for recording: ``mongo_url`` > ``$METALEARNING_MONGO_URL`` >
     params.yaml ``run_db.mongo_url`` (when ``params_path`` is given); ``local`` forces the
-    file store. Raises StoreUnavailable (redacted) if the configured MongoDB does not answer or
-    the runs directory does not exist.
+    file store. ``died_after``: see ``shown_status``. Raises StoreUnavailable (redacted) if
+    the configured MongoDB does not answer or the runs directory does not exist.
     """
     url = None if local else resolve_mongo_url(mongo_url, params_path=params_path)
     if url is None:
         if not Path(runs_dir).is_dir():
             raise StoreUnavailable(f"no file store at {runs_dir}/ (nothing recorded there yet?)")
-        return FileRunStore(runs_dir)
+        return FileRunStore(runs_dir, died_after=died_after)
     target = connect(url) if timeout_ms is None else connect(url, timeout_ms=timeout_ms)
     target.ping()
-    return MongoRunStore(target)
+    return MongoRunStore(target, died_after=died_after)
