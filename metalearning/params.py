@@ -2,23 +2,163 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_PARAMS = Path("params.yaml")
+PositiveInt = Field(ge=1)
 
 
-def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # unknown keys are typos; no str -> list coercion
+
+
+class Profile(_Strict):
+    sine_meta_iterations: Optional[int] = Field(ge=1)  # required: null = the experiment files' budgets
+    omniglot_variant: Literal["small", "full"]
+
+
+class RunDB(_Strict):
+    mongo_url: Optional[str] = None
+
+
+class Data(_Strict):
+    mirrors: list[str]  # folders searched for dataset archives (a string is refused, not split into letters)
+
+
+class SineMetaTest(_Strict):
+    seed: int
+    curves: int = Field(ge=2)
+    repeats: int = Field(ge=1)
+    shots: list[int] = Field(min_length=1)
+
+
+class SineExperiment(_Strict):
+    family: str
+
+
+class Sine(_Strict):
+    meta_test: SineMetaTest
+    families: list[str]
+    experiments: dict[str, SineExperiment]
+
+
+class EpisodeSet(_Strict):
+    ways: int = Field(ge=2)
+    shots: int = Field(ge=1)
+    queries: int = Field(ge=1)
+
+
+class FewShotMetaTest(_Strict):
+    seed: int
+    episodes: int = Field(ge=2)
+    sets: dict[str, EpisodeSet]
+
+
+class FewShotExperiment(_Strict):
+    episodes: Union[str, list[str]]
+    cpu: list[str]  # required (may be []): what the cpu profile changes; missing would train paper budgets
+
+
+class FewShot(_Strict):
+    split_seed: int
+    threads: int = PositiveInt
+    meta_test: FewShotMetaTest
+    experiments: dict[str, FewShotExperiment]
+
+    @model_validator(mode="after")
+    def _known_sets(self) -> FewShot:
+        for name, experiment in self.experiments.items():
+            sets = [experiment.episodes] if isinstance(experiment.episodes, str) else experiment.episodes
+            unknown = [s for s in sets if s not in self.meta_test.sets]
+            if unknown:
+                raise ValueError(f"experiments.{name}.episodes names {unknown}, not in meta_test.sets "
+                                 f"{sorted(self.meta_test.sets)}")
+        return self
+
+
+class RLExperimentParams(_Strict):
+    cpu: list[str] = []
+
+
+class RL(_Strict):
+    threads: int = PositiveInt
+    meta_test_seed: int
+    navigation: dict[str, RLExperimentParams]
+    locomotion: dict[str, RLExperimentParams]
+    experiments: dict[str, RLExperimentParams]
+
+
+class ParamsFile(_Strict):
+    """The schema of params.yaml (every key DVC tracks and the stages read)."""
+
+    profile: Literal["cpu", "paper"]
+    seed: int
+    threads: int = PositiveInt
+    run_db: RunDB
+    profiles: dict[Literal["cpu", "paper"], Profile]
+    data: Data
+    sine: Sine
+    omniglot: FewShot
+    rl: RL
+
+    @model_validator(mode="after")
+    def _profile_defined(self) -> ParamsFile:
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} has no entry under profiles (defined: {sorted(self.profiles)})")
+        if self.profile == "cpu" and self.profiles["cpu"].sine_meta_iterations is None:
+            raise ValueError("profiles.cpu.sine_meta_iterations must be a number: null trains the papers' budgets")
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match :class:`ParamsFile`; the message names the file, key and allowed values."""
+
+
+def load_params(path: Path = DEFAULT_PARAMS, *, validate: bool = True) -> dict[str, Any]:
+    """The params file as a dict, checked against :class:`ParamsFile` (every stage reads it
+    through here, so a wrong profile, a missing budget or a misspelt key stops every stage
+    before it runs anything).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ParamsError: it does not match the schema (one line: file, key, what is allowed).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
     with open(path) as f:
         params = yaml.safe_load(f)
     if not isinstance(params, dict):
-        raise ValueError(f"{path}: expected a mapping at top level")
+        raise ParamsError(f"{path}: expected a mapping at top level")
+    if validate:
+        check_params(params, path)
     return params
+
+
+def stage_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """:func:`load_params` for a pipeline stage: a bad params file ends the stage with one line
+    naming the key at fault (exit code 2), not a traceback."""
+    try:
+        return load_params(path)
+    except (FileNotFoundError, ParamsError) as err:
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def check_params(params: dict, origin: Path = DEFAULT_PARAMS) -> None:
+    """Raise :class:`ParamsError` naming the first key of ``params`` that breaks :class:`ParamsFile`."""
+    try:
+        ParamsFile.model_validate(params)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = "".join(f"{part}: " if i == len(first["loc"]) - 1 else f"{part}." for i, part in enumerate(first["loc"]))
+        got = "" if first["type"] in ("missing", "value_error") else f" (got {first['input']!r})"
+        raise ParamsError(f"{origin}: {key}{first['msg'].removeprefix('Value error, ')}{got}") from None
 
 
 def _get(params: dict, dotted: str, origin: Path) -> Any:

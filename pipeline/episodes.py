@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from metalearning.fewshot import split_episodes
-from metalearning.params import load_params
+from metalearning.params import stage_params
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--task", required=True, help="task config under configs/tasks/, e.g. omniglot")
@@ -13,7 +13,7 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
-meta_test = load_params(args.params)[args.task]["meta_test"]
+meta_test = stage_params(args.params)[args.task]["meta_test"]
 shape = meta_test["sets"][args.set]
 split_episodes([Path("configs/tasks") / f"{args.task}.gin"], ways=shape["ways"], shots=shape["shots"],
                queries=shape["queries"], episodes=meta_test["episodes"], seed=meta_test["seed"], out=args.out)

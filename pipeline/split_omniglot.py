@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from metalearning.data.omniglot import write_split
-from metalearning.params import load_params
+from metalearning.params import stage_params
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--data", type=Path, required=True)
@@ -12,4 +12,4 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
-write_split(args.data, args.out, seed=load_params(args.params)["omniglot"]["split_seed"])
+write_split(args.data, args.out, seed=stage_params(args.params)["omniglot"]["split_seed"])

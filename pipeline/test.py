@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from metalearning.commands import test
-from metalearning.params import episode_set_names, load_params, task_threads
+from metalearning.params import episode_set_names, stage_params, task_threads
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -22,7 +22,7 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
-params = load_params(args.params)
+params = stage_params(args.params)
 torch.set_num_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
 if args.task == "sine":

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from metalearning.commands import train
-from metalearning.params import load_params, stage_settings
+from metalearning.params import stage_params, stage_settings
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -18,7 +18,7 @@ parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
-params = load_params(args.params)
+params = stage_params(args.params)
 config, bindings, threads = stage_settings(params, args.task, args.experiment, args.params)
 torch.set_num_threads(threads)
 train([config], bindings, seed=params["seed"], out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params))

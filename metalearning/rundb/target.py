@@ -149,7 +149,7 @@ def resolve_mongo_url(explicit: str | None = None, *, environ: Mapping[str, str]
 def _params_url(path: Path) -> str | None:
     from metalearning.params import load_params
 
-    node: Any = load_params(path)
+    node: Any = load_params(path, validate=False)  # only run_db is read here
     for part in PARAMS_KEY:
         node = node.get(part) if isinstance(node, dict) else None
     return node or None

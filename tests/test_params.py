@@ -1,0 +1,75 @@
+"""params.yaml is checked against one schema before any stage runs: a bad value gets one line that
+names the file, the key and what is allowed (issue: an unknown profile trained paper budgets)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metalearning.params import ParamsError, check_params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _set(path: str, value):
+    def edit(params: dict) -> None:
+        *parents, last = path.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+    return edit
+
+
+BAD = [
+    ("profile", "gpu", r"profile: Input should be 'cpu' or 'paper' \(got 'gpu'\)"),
+    ("omniglot.experiments.maml_omniglot_5w1s.cpu", KeyError, r"omniglot\.experiments\.maml_omniglot_5w1s\.cpu: "
+                                                              "Field required"),
+    ("profiles.cpu.sine_meta_iterations", KeyError, r"profiles\.cpu\.sine_meta_iterations: Field required"),
+    ("profiles.cpu.sine_meta_iterations", None, r"sine_meta_iterations must be a number"),
+    ("data.mirrors", "/data/mirror", r"data\.mirrors: Input should be a valid list \(got '/data/mirror'\)"),
+    ("sine.experimentz", {}, r"sine\.experimentz: Extra inputs are not permitted"),
+    ("omniglot.experiments.maml_omniglot_5w1s.episodes", "5w9s", r"episodes names \['5w9s'\], not in meta_test\.sets"),
+    ("threads", 0, r"threads: Input should be greater than or equal to 1"),
+    ("omniglot.threads", "2", r"omniglot\.threads: Input should be a valid integer"),
+]
+
+
+def test_the_shipped_params_file_is_valid():
+    check_params(PARAMS)
+    assert load_params(REPO / "params.yaml") == PARAMS
+
+
+@pytest.mark.parametrize("key, value, message", BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_a_bad_value_is_named_in_one_line(key, value, message):
+    params = copy.deepcopy(PARAMS)
+    _set(key, value)(params)
+    with pytest.raises(ParamsError, match=message) as err:
+        check_params(params, Path("params.yaml"))
+    assert str(err.value).startswith("params.yaml: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("script", ["train.py", "test.py", "report.py"])
+def test_a_stage_stops_on_a_bad_params_file_with_one_line(script, tmp_path):
+    params = copy.deepcopy(PARAMS)
+    params["profile"] = "gpu"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    args = {"train.py": ["--task", "omniglot", "--experiment", "maml_omniglot_5w1s", "--out", str(tmp_path / "m")],
+            "test.py": ["--task", "omniglot", "--experiment", "maml_omniglot_5w1s", "--checkpoint",
+                        str(tmp_path / "c.pt"), "--out", str(tmp_path / "o")],
+            "report.py": ["--task", "sine", "--out", str(tmp_path / "r")]}[script]
+    out = subprocess.run([sys.executable, str(REPO / "pipeline" / script), *args, "--params", str(bad)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
+    assert "profile: Input should be 'cpu' or 'paper'" in out.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
