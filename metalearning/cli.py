@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from metalearning.rundb.cli import HelpFormatter, add_runs_parser
@@ -72,6 +73,8 @@ def _adapt(args) -> None:
     from metalearning import adapt_images as ai
     from metalearning.metrics_io import write_json
 
+    if args.json is not None and args.json.is_dir():
+        raise ValueError(f"--json {args.json} is a folder; give the path of the JSON file to write")
     model = ai.load_adaptable(args.checkpoint)
     support = ai.read_support_folder(args.support, model.image_format)
     query = ai.read_query(args.query, model.image_format)
@@ -192,7 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"metalearning: {category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # warnings to a person: one line, no source excerpt
     args = _parser().parse_args(argv)
     try:
         code = args.fn(args)

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import gin
 import torch
 
-from metalearning.config import config_as_dict, load_config
+from metalearning.config import build, config_as_dict, load_config
 from metalearning.metrics_io import CurveRecorder, write_json
 from metalearning.model import load_model
 from metalearning.runs import DEFAULT_RUNS_DIR, recorded_run
@@ -45,16 +45,17 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
     _claim(Path(out_dir), force)
     config_text = load_config(config_files, bindings)
     with torch.random.fork_rng():  # check the whole config (and the algorithm × family) before any record
-        MetaTrainer()
+        origin = f"gin config {', '.join(map(str, config_files))}" + (f" + {list(bindings)}" if bindings else "")
+        build(MetaTrainer, origin)
     config = {"seed": seed, "gin_files": [str(f) for f in config_files], "gin_bindings": list(bindings),
               "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
 
-    def build() -> tuple[MetaTrainer, TrainingState, dict]:
+    def start() -> tuple[MetaTrainer, TrainingState, dict]:
         torch.manual_seed(seed)  # the learner's initial weights
         trainer = MetaTrainer()
         return trainer, init_state(trainer, seed), {}
 
-    return _record_training(config_text, config, build, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
+    return _record_training(config_text, config, start, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
                             progress=progress, mongo_url=mongo_url)
 
 
@@ -86,23 +87,23 @@ def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DE
                                                    "sacred_run_id": saved.get("sacred_run_id")},
               "resumed_at_iteration": model.iteration, "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
 
-    def build() -> tuple[MetaTrainer, TrainingState, dict]:
+    def start() -> tuple[MetaTrainer, TrainingState, dict]:
         state = init_state(model.trainer, model.seed)
         state.load_state_dict(saved["training_state"], saved["meta_params"])
         return model.trainer, state, saved["learning_curve"]
 
-    return _record_training(saved["gin_config"], config, build, seed=model.seed,
+    return _record_training(saved["gin_config"], config, start, seed=model.seed,
                             out_dir=Path(out_dir or Path(checkpoint).parent), runs_dir=runs_dir,
                             progress=progress, mongo_url=mongo_url)
 
 
-def _record_training(config_text: str, config: dict, build: Callable[[], tuple[MetaTrainer, TrainingState, dict]],
+def _record_training(config_text: str, config: dict, start: Callable[[], tuple[MetaTrainer, TrainingState, dict]],
                      *, seed: int, out_dir: Path, runs_dir: Path, progress: bool, mongo_url: str | None) -> dict:
     def body(run) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.gin").write_text(config_text)
         run.add_artifact(str(out_dir / "config.gin"))
-        trainer, state, curve_rows = build()
+        trainer, state, curve_rows = start()
         curve = CurveRecorder(forward=run)
         curve.rows.update(curve_rows)
         policy = CheckpointPolicy(out_dir / "checkpoint.pt", config["checkpoint_every"],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import gin
 
@@ -38,6 +39,9 @@ def _drop_gin_probe_errors(record: logging.LogRecord) -> bool:
 logging.getLogger().addFilter(_drop_gin_probe_errors)
 
 
+T = TypeVar("T")
+
+
 class ConfigError(ValueError):
     """A gin file or binding that cannot be parsed or names an unknown configurable/parameter."""
 
@@ -50,15 +54,28 @@ def configs_root(path: Path) -> Path:
     return Path(path).resolve().parent
 
 
+PACKAGE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the shipped configs (a source checkout)
+
+
+class ConfigWarning(UserWarning):
+    """A config that parses but probably does not say what was meant (e.g. a macro nothing reads)."""
+
+
 def load_config(files: Iterable[Path], bindings: Iterable[str] = ()) -> str:
     """Clear gin and parse ``files`` then ``bindings``; return the full config text.
 
+    ``include`` paths resolve against the ``configs/`` folder above each file and the shipped
+    ``configs/`` (so a user's own .gin anywhere can ``include 'experiments/maml_sine_5shot.gin'``).
+    A macro that no binding reads (``inner_lrr = 0.1``, a typo) is warned about (ConfigWarning).
+
     Raises:
         FileNotFoundError: a config file does not exist.
-        ConfigError: a file or binding is malformed or names an unknown configurable or
-            parameter; the message names the file (or the binding) and gin's reason.
+        ConfigError: a file, include or binding is malformed or missing, or names an unknown
+            configurable or parameter; the message names the file (or the binding) and gin's reason.
     """
     gin.clear_config()
+    if PACKAGE_CONFIGS.is_dir():
+        gin.add_config_file_search_path(str(PACKAGE_CONFIGS))
     for path in map(Path, files):
         if not path.is_file():
             raise FileNotFoundError(f"gin config not found: {path}")
@@ -66,7 +83,43 @@ def load_config(files: Iterable[Path], bindings: Iterable[str] = ()) -> str:
         _parse(lambda: gin.parse_config_file(str(path)), f"gin file {path}")
     for binding in bindings:
         _parse(lambda: gin.parse_config(binding), f"gin binding {binding!r}")
-    return gin.config_str()
+    text = gin.config_str()
+    _warn_unread_macros(text)
+    return text
+
+
+def _warn_unread_macros(text: str) -> None:
+    read = set(re.findall(r"%([A-Za-z_][\w.]*)", text))
+    for name in sorted(set((config_as_dict().get("macros") or {})) - read):
+        warnings.warn(f"gin macro {name!r} is set but no binding reads it (a typo?)", ConfigWarning, stacklevel=3)
+
+
+def build(configurable: Callable[[], T], origin: str) -> T:
+    """Call a gin configurable (e.g. ``MetaTrainer``) and turn gin's multi-line errors for a
+    missing, mistyped or out-of-range binding into one :class:`ConfigError` line."""
+    try:
+        return configurable()
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{origin}: {_one_line(err)}") from err
+
+
+def _one_line(err: Exception) -> str:
+    """gin's message reduced to its first line, naming the configurable and missing bindings."""
+    text = str(err)
+    owner = re.search(r"In call to configurable '([\w.]+)'", text)
+    missing = re.search(r"No values supplied by Gin or caller for arguments: \[([^\]]*)\]", text)
+    macro = re.search(r"In call to configurable 'macro' .* in scope '([\w.]+)'", text)
+    if macro:
+        return f"macro %{macro.group(1)} is read but never set"
+    init = re.match(r"(\w+)\.__init__\(\) missing \d+ required (?:keyword-only |positional )?arguments?: (.+)", text)
+    if init:
+        names = re.findall(r"'(\w+)'", init.group(2))
+        return "no value bound for " + ", ".join(f"{init.group(1)}.{n}" for n in names)
+    if owner and missing:
+        names = [n.strip(" '\"") for n in missing.group(1).split(",")]
+        return "no value bound for " + ", ".join(f"{owner.group(1)}.{n}" for n in names)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first if not owner or owner.group(1) in first else f"{owner.group(1)}: {first}"
 
 
 def load_config_text(text: str, origin: str) -> None:
@@ -78,8 +131,8 @@ def load_config_text(text: str, origin: str) -> None:
 def _parse(parse, origin: str) -> None:
     try:
         parse()
-    except (ValueError, SyntaxError, KeyError, TypeError, NameError) as err:
-        raise ConfigError(f"{origin}: {err}") from err
+    except (ValueError, SyntaxError, KeyError, TypeError, NameError, OSError) as err:
+        raise ConfigError(f"{origin}: {_one_line(err)}") from err
 
 
 def _plain(value: Any) -> Any:

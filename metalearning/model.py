@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from metalearning.checkpoints import load_checkpoint
-from metalearning.config import load_config_text
+from metalearning.config import build, load_config_text
 from metalearning.core.algorithms import MetaParams
 from metalearning.training import MetaTrainer
 
@@ -72,7 +72,7 @@ def load_model(checkpoint: Path | str, bindings: Sequence[str] = ()) -> Model:
     origin = f"config stored in checkpoint {path}" + (f" with bindings {list(bindings)}" if bindings else "")
     load_config_text("\n".join([ckpt["gin_config"], *bindings]), origin=origin)
     torch.manual_seed(ckpt["seed"])  # builds the modules as training did; their parameters are the checkpoint's
-    model = Model(MetaTrainer(), ckpt, path)
+    model = Model(build(MetaTrainer, origin), ckpt, path)
     _check_fits(model)
     _check_finite(model)
     return model

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from metalearning.checkpoints import save_checkpoint
 from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves, set_meta_grads
+from metalearning.core.checks import check_args
 from metalearning.core.family import MetaBatch, TaskFamily
 from metalearning.core.functional import predictor as plain_predictor
 from metalearning.rng import get_rng_states, set_rng_states
@@ -147,6 +148,8 @@ class MetaTrainer:
                  meta_iterations: int, meta_optimizer: Callable | None = None, outer_rule: OuterRule | None = None,
                  anneal_meta_lr: bool = False, log_every: int = 100,
                  predictor: Callable[[nn.Module], Callable] = plain_predictor, meta_val_tasks: int = 100):
+        check_args("MetaTrainer", meta_batch_size=(meta_batch_size, int, 1), meta_iterations=(meta_iterations, int, 0),
+                   log_every=(log_every, int, 1), meta_val_tasks=(meta_val_tasks, int, 1))
         reason = algorithm.unsupported(tasks.kind)
         if reason:
             raise ValueError(f"MetaTrainer.algorithm: {algorithm.label} cannot meta-train on {tasks.kind} tasks: "

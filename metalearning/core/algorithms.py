@@ -23,6 +23,7 @@ from torch import Tensor
 
 from metalearning.core.adapt import SGD, Adam, Batch, LossFn, Params, StepSizes, Support, inner_loop
 from metalearning.core.batching import over_tasks
+from metalearning.core.checks import check_args
 
 MetaParams = dict[str, Params]
 
@@ -183,6 +184,8 @@ class MAML(MetaLearner):
     """
 
     def __init__(self, *, inner_lr: float, inner_steps: int, eval_inner_steps: int, first_order: bool):
+        check_args(type(self).__name__, inner_lr=(inner_lr, float, None), inner_steps=(inner_steps, int, 0),
+                   eval_inner_steps=(eval_inner_steps, int, 0))
         self.inner_lr, self.inner_steps = inner_lr, inner_steps
         self.eval_inner_steps, self.first_order = eval_inner_steps, first_order
 
@@ -214,9 +217,15 @@ class MetaSGD(MAML):
     """
 
     def __init__(self, *, inner_lr_init: tuple[float, float], inner_steps: int, eval_inner_steps: int):
-        super().__init__(inner_lr=float("nan"), inner_steps=inner_steps,
-                         eval_inner_steps=eval_inner_steps, first_order=False)
-        self.inner_lr_init = inner_lr_init
+        if not (isinstance(inner_lr_init, (tuple, list)) and len(inner_lr_init) == 2):
+            raise ValueError(f"MetaSGD.inner_lr_init must be a (low, high) pair, got {inner_lr_init!r}")
+        check_args("MetaSGD", inner_steps=(inner_steps, int, 0), eval_inner_steps=(eval_inner_steps, int, 0),
+                   inner_lr_init_low=(inner_lr_init[0], float, None),
+                   inner_lr_init_high=(inner_lr_init[1], float, None))
+        # MAML's fields without its fixed α (Meta-SGD's α is a meta-parameter: step_size below)
+        self.inner_lr, self.inner_steps, self.eval_inner_steps, self.first_order = (
+            float("nan"), inner_steps, eval_inner_steps, False)
+        self.inner_lr_init = tuple(inner_lr_init)
 
     def init_meta_params(self, params, generator):
         low, high = self.inner_lr_init
@@ -255,6 +264,11 @@ class Reptile(MetaLearner):
     def __init__(self, *, inner_lr: float, inner_steps: int, eval_inner_steps: int,
                  inner_optimizer: str, adam_beta2: float = 0.999, inner_batch_size: int | None = None,
                  eval_inner_batch_size: int | None = None):
+        check_args("Reptile", inner_lr=(inner_lr, float, None), inner_steps=(inner_steps, int, 0),
+                   eval_inner_steps=(eval_inner_steps, int, 0), adam_beta2=(adam_beta2, float, 0))
+        for name, size in (("inner_batch_size", inner_batch_size), ("eval_inner_batch_size", eval_inner_batch_size)):
+            if size is not None:
+                check_args("Reptile", **{name: (size, int, 1)})
         rules = {"sgd": SGD(), "adam": Adam(beta1=0.0, beta2=adam_beta2)}
         if inner_optimizer not in rules:
             raise ValueError(f"Reptile.inner_optimizer must be one of {sorted(rules)}, got {inner_optimizer!r}")

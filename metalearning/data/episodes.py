@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metalearning.core.checks import check_args
 from metalearning.core.task import Task
 from metalearning.tasks.supervised import SupervisedFamily
 from metalearning.tensorfile import load_versioned, save_versioned
@@ -133,6 +134,7 @@ class FewShotTasks(SupervisedFamily):
 
     def __init__(self, *, classes: Tensor | Callable[[], Tensor], ways: int, shots: int, queries: int,
                  shuffle_support: bool = False):
+        check_args("FewShotTasks", ways=(ways, int, 1), shots=(shots, int, 1), queries=(queries, int, 1))
         self._classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
         self.shuffle_support = shuffle_support
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metalearning.core.checks import check_args
 from metalearning.core.task import Task
 from metalearning.tasks.supervised import SupervisedFamily
 
@@ -63,6 +64,7 @@ class SineTasks(SupervisedFamily):
         x_range: tuple[float, float] = (-5.0, 5.0),
         query_grid: bool = False,
     ):
+        check_args("SineTasks", support_size=(support_size, int, 1), query_size=(query_size, int, 1))
         self.support_size, self.query_size, self.query_grid = support_size, query_size, query_grid
         self.amplitude, self.phase, self.frequency, self.x_range = amplitude, phase, frequency, x_range
 

@@ -7,7 +7,6 @@ Each problem is split into T tasks: support = minibatch τ, query = minibatch T 
 ``test_prop_meta_sgd``); the head is a random non-empty proper subset of the parameters.
 """
 
-import math
 
 import pytest
 import torch
@@ -36,7 +35,7 @@ class _TreeStepMAML(MAML):
     """MAML with a fixed step-size tree name → α (the reference ANIL is compared against)."""
 
     def __init__(self, alpha, **kwargs):
-        super().__init__(inner_lr=math.nan, **kwargs)
+        super().__init__(inner_lr=0.0, **kwargs)  # unused: step_size gives the tree
         self.alpha = alpha
 
     def step_size(self, meta_params):
