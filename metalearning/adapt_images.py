@@ -189,6 +189,18 @@ def load_adaptable(checkpoint: Path | str) -> Adaptable:
 # --- the images ----------------------------------------------------------------------------
 
 
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grey images scaled to 8 bits by their bit depth (PIL's own conversion clips
+    everything above 255: a 16-bit scan would turn white and still get a class)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8), mode="L")
+    if image.mode == "I":  # 32-bit signed: PNG's 16-bit grey often decodes to this mode
+        pixels = np.asarray(image, dtype=np.int64)
+        depth = 16 if pixels.max(initial=0) < 2**16 else 32
+        return Image.fromarray((pixels.clip(0) >> (depth - 8)).astype(np.uint8), mode="L")
+    return image
+
+
 def _flatten_alpha(image: Image.Image) -> Image.Image:
     """RGB(A)/LA/P images with transparency composited onto white (drawings exported with a
     transparent background would otherwise turn black)."""
@@ -206,7 +218,7 @@ def preprocess(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
     Camera orientation (EXIF) and transparency are settled first; the rest is the datasets' own
     preprocessing, :meth:`~metalearning.data.image_format.ImageFormat.pixels`.
     """
-    return fmt.pixels(_flatten_alpha(ImageOps.exif_transpose(image)))
+    return fmt.pixels(_flatten_alpha(_to_8_bit(ImageOps.exif_transpose(image))))
 
 
 def load_image(path: Path, fmt: ImageFormat) -> Tensor:

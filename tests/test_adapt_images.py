@@ -292,3 +292,15 @@ def test_non_image_checkpoint_is_refused(tmp_path, repo):
                    seed=0, out_dir=tmp_path / "sine", runs_dir=tmp_path / "runs", progress=False)
     with pytest.raises(ValueError, match=r"sine/checkpoint.pt is a sine model.*image classifiers"):
         ai.load_adaptable(tmp_path / "sine" / "checkpoint.pt")
+
+
+def test_a_16_bit_grey_png_is_scaled_by_its_bit_depth_not_clipped(tmp_path):
+    """A 16-bit scan with grey ink (0x8080 = 32896) reads as 128 of 255, as its 8-bit twin would;
+    PIL's own conversion clipped it to 255 (a blank image that still got a class)."""
+    pixels = np.full((28, 28), 0x8080, dtype=np.uint16)
+    pixels[:, :14] = 0xFFFF
+    Image.fromarray(pixels).save(tmp_path / "scan.png")
+    with Image.open(tmp_path / "scan.png") as image:
+        assert image.mode.startswith("I")
+        out = ai.preprocess(image, ImageFormat(28, 1, False))
+    assert out.dtype == np.uint8 and out[0, 0] == 255 and out[0, -1] == 128
