@@ -26,6 +26,7 @@ onto white first, and EXIF orientation is applied (both no-ops on the datasets' 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,6 +334,41 @@ def interleave_by_class(labels: Tensor) -> Tensor:
         members = labels == c
         rank[members] = torch.arange(int(members.sum()))
     return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+
+
+def with_ways(adaptable: Adaptable, ways: int) -> Adaptable:
+    """The model with an M-way output layer, for a task with another number of classes than the
+    N it was meta-trained on (e.g. a 5-way model on a 20-way 1-shot task).
+
+    The trained N-way output layer (the learner's last weight ``[N, F]`` and bias ``[N]``) is
+    replaced by zeros ``[M, F]``, ``[M]``, and the body is kept. From a zero head every class
+    starts equally likely, and the first inner step sets class c's weights to α times the sum
+    over the support of (y_c − 1/M)·features, a prototype of class c; the later steps refine it
+    (the zero initialisation of Triantafillou et al.'s fo-Proto-MAML without the prototype term,
+    and of "unicorn" MAML). A learned per-entry step size (Meta-SGD) gets, for every class row,
+    the mean of the trained rows.
+
+    Raises:
+        ValueError: the learner's last two parameters are not an N-way linear output layer.
+    """
+    if ways == adaptable.ways:
+        return adaptable
+    theta = adaptable.meta_params["theta"]
+    weight, bias = list(theta)[-2:]
+    n = adaptable.ways
+    if theta[weight].dim() != 2 or theta[weight].shape[0] != n or tuple(theta[bias].shape) != (n,):
+        raise ValueError(f"{adaptable.checkpoint}: its last parameters ({weight}, {bias}) are not an {n}-way "
+                         f"linear output layer, so it cannot be adapted to {ways} classes")
+    meta_params = {}
+    for group, params in adaptable.meta_params.items():
+        meta_params[group] = dict(params)
+        for name in (weight, bias):
+            p = params[name]
+            if group == "theta":
+                meta_params[group][name] = torch.zeros(ways, *p.shape[1:], dtype=p.dtype)
+            elif p.shape[:1] == (n,):  # per-class entries (Meta-SGD's α): the mean class row for every class
+                meta_params[group][name] = p.mean(0, keepdim=True).expand(ways, *p.shape[1:]).clone()
+    return dataclasses.replace(adaptable, meta_params=meta_params, ways=ways)
 
 
 def check_ways(adaptable: Adaptable, support: SupportSet) -> None:

@@ -77,6 +77,10 @@ def _adapt(args) -> None:
         raise ValueError(f"--json {args.json} is a folder; give the path of the JSON file to write")
     model = ai.load_adaptable(args.checkpoint)
     support = ai.read_support_folder(args.support, model.image_format)
+    if len(support.class_names) != model.ways:
+        print(f"{model.ways}-way model, {len(support.class_names)} support classes: adapting from a zero-initialised "
+              f"{len(support.class_names)}-way output layer (see README)", file=sys.stderr)
+        model = ai.with_ways(model, len(support.class_names))
     query = ai.read_query(args.query, model.image_format)
     predictions = ai.adapt_and_predict(model, support, query, steps=args.steps, bn_mode=args.bn_mode)
     print(f"{type(model.algorithm).__name__} {model.ways}-way, {predictions.steps} inner steps, "
