@@ -24,7 +24,7 @@ test-slow: env
 	$(BIN)/python -m pytest -m slow
 
 lint: env
-	$(BIN)/ruff check metalearning pipeline tests
+	$(BIN)/ruff check metalearning pipeline tests tools
 
 bench: env
 	$(BIN)/python -m metalearning bench

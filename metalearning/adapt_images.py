@@ -336,39 +336,72 @@ def interleave_by_class(labels: Tensor) -> Tensor:
     return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
 
 
-def with_ways(adaptable: Adaptable, ways: int) -> Adaptable:
+HEAD_INITS = ("prototypes", "zero")
+
+
+def with_ways(adaptable: Adaptable, ways: int, support: SupportSet | None = None,
+              head_init: str = "prototypes") -> Adaptable:
     """The model with an M-way output layer, for a task with another number of classes than the
     N it was meta-trained on (e.g. a 5-way model on a 20-way 1-shot task).
 
     The trained N-way output layer (the learner's last weight ``[N, F]`` and bias ``[N]``) is
-    replaced by zeros ``[M, F]``, ``[M]``, and the body is kept. From a zero head every class
-    starts equally likely, and the first inner step sets class c's weights to α times the sum
-    over the support of (y_c − 1/M)·features, a prototype of class c; the later steps refine it
-    (the zero initialisation of Triantafillou et al.'s fo-Proto-MAML without the prototype term,
-    and of "unicorn" MAML). A learned per-entry step size (Meta-SGD) gets, for every class row,
-    the mean of the trained rows.
+    replaced and the body kept:
+
+    * ``"prototypes"`` (Proto-MAML's initialisation, Triantafillou et al. 2020): with c_k the
+      mean body feature of class k's support images, w_k = 2·c_k and b_k = −‖c_k‖², so before any
+      inner step the model is the nearest-prototype classifier (squared Euclidean distance), and
+      the inner steps refine it. Needs ``support``.
+    * ``"zero"``: zeros; every class starts equally likely, and the first inner step sets class
+      k's weights to a prototype-like α·Σ(y_k − 1/M)·features. Needs more inner steps.
+
+    A learned per-entry step size (Meta-SGD) gets, for every class row, the mean of the trained rows.
 
     Raises:
-        ValueError: the learner's last two parameters are not an N-way linear output layer.
+        ValueError: the learner's last two parameters are not an N-way linear output layer, an
+            unknown ``head_init``, or ``"prototypes"`` without a support set of M classes.
     """
     if ways == adaptable.ways:
         return adaptable
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
     theta = adaptable.meta_params["theta"]
     weight, bias = list(theta)[-2:]
     n = adaptable.ways
     if theta[weight].dim() != 2 or theta[weight].shape[0] != n or tuple(theta[bias].shape) != (n,):
         raise ValueError(f"{adaptable.checkpoint}: its last parameters ({weight}, {bias}) are not an {n}-way "
                          f"linear output layer, so it cannot be adapted to {ways} classes")
+    if head_init == "prototypes":
+        if support is None or len(support.class_names) != ways:
+            raise ValueError(f"prototype initialisation of a {ways}-way head needs a support set of {ways} classes")
+        head = _prototype_head(adaptable, weight, support)
+    else:
+        head = (torch.zeros(ways, theta[weight].shape[1], dtype=theta[weight].dtype),
+                torch.zeros(ways, dtype=theta[bias].dtype))
     meta_params = {}
     for group, params in adaptable.meta_params.items():
         meta_params[group] = dict(params)
-        for name in (weight, bias):
+        for name, new in zip((weight, bias), head):
             p = params[name]
             if group == "theta":
-                meta_params[group][name] = torch.zeros(ways, *p.shape[1:], dtype=p.dtype)
+                meta_params[group][name] = new
             elif p.shape[:1] == (n,):  # per-class entries (Meta-SGD's α): the mean class row for every class
                 meta_params[group][name] = p.mean(0, keepdim=True).expand(ways, *p.shape[1:]).clone()
     return dataclasses.replace(adaptable, meta_params=meta_params, ways=ways)
+
+
+def _prototype_head(adaptable: Adaptable, weight: str, support: SupportSet) -> tuple[Tensor, Tensor]:
+    """(2·c_k, −‖c_k‖²) from the mean input c_k of the output layer (the body's features) per class."""
+    layer = adaptable.learner.get_submodule(weight.rsplit(".", 1)[0])
+    seen: list[Tensor] = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(adaptable.learner, adaptable.meta_params["theta"], (support.images,))
+    finally:
+        hook.remove()
+    features, ways = seen[0], len(support.class_names)
+    prototypes = torch.stack([features[support.labels == k].mean(0) for k in range(ways)])
+    return 2 * prototypes, -(prototypes * prototypes).sum(1)
 
 
 def check_ways(adaptable: Adaptable, support: SupportSet) -> None:

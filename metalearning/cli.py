@@ -78,9 +78,10 @@ def _adapt(args) -> None:
     model = ai.load_adaptable(args.checkpoint)
     support = ai.read_support_folder(args.support, model.image_format)
     if len(support.class_names) != model.ways:
-        print(f"{model.ways}-way model, {len(support.class_names)} support classes: adapting from a zero-initialised "
-              f"{len(support.class_names)}-way output layer (see README)", file=sys.stderr)
-        model = ai.with_ways(model, len(support.class_names))
+        print(f"{model.ways}-way model, {len(support.class_names)} support classes: a new "
+              f"{len(support.class_names)}-way output layer initialised from {args.new_head} (see README)",
+              file=sys.stderr)
+        model = ai.with_ways(model, len(support.class_names), support, head_init=args.new_head)
     query = ai.read_query(args.query, model.image_format)
     predictions = ai.adapt_and_predict(model, support, query, steps=args.steps, bn_mode=args.bn_mode)
     print(f"{type(model.algorithm).__name__} {model.ways}-way, {predictions.steps} inner steps, "
@@ -158,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bn-mode", default=None, help="transductive or non_transductive (default: as trained)")
     p.add_argument("--json", type=Path, default=None, help="also write all class probabilities here "
                    "(default: print only)")
+    p.add_argument("--new-head", choices=["prototypes", "zero"], default="prototypes",
+                   help="when the support set has another number of classes than the model was trained on: how "
+                   "the new output layer starts (class-mean features, Proto-MAML; or zeros)")
     p.set_defaults(fn=_adapt)
 
     p = command("report", "write reports/<task>/ (tables beside the papers' numbers, plots) from the "

@@ -271,7 +271,7 @@ def test_a_5_way_model_adapts_to_another_number_of_classes(checkpoint, ways, tas
     model = ai.load_adaptable(path)
     support = ai.read_support_folder(tmp_path / "m" / "support", model.image_format)
     query = ai.read_query(tmp_path / "m" / "query", model.image_format)
-    wide = ai.with_ways(model, ways)
+    wide = ai.with_ways(model, ways, head_init="zero")
     assert wide.ways == ways and wide.meta_params["theta"][list(wide.meta_params["theta"])[-1]].shape == (ways,)
     before = ai.adapt_and_predict(wide, support, query, steps=0)
     torch.testing.assert_close(before.probabilities, torch.full((ways, ways), 1 / ways))  # zero head: uniform
@@ -282,13 +282,31 @@ def test_a_5_way_model_adapts_to_another_number_of_classes(checkpoint, ways, tas
     assert all(wide.meta_params["theta"][k] is model.meta_params["theta"][k] for k in body)
 
 
+def test_a_prototype_head_is_the_nearest_class_mean_before_adaptation(maml_checkpoint, tmp_path):
+    """w_k = 2c_k, b_k = −‖c_k‖²: the logits are −‖h − c_k‖² + ‖h‖², so with 0 inner steps each
+    query that copies a support image (its own prototype, 1 shot) is classified as its class
+    (batch norm over the support set alone, as the prototypes were computed)."""
+    model = ai.load_adaptable(maml_checkpoint)
+    for label in range(3):
+        save_png(stripes(label), tmp_path / "support" / f"bar_{label}" / "a.png")
+    support = ai.read_support_folder(tmp_path / "support", model.image_format)
+    wide = ai.with_ways(model, 3, support)
+    query = ai.QuerySet(support.images, support.files)
+    predictions = ai.adapt_and_predict(wide, support, query, steps=0, bn_mode="transductive")
+    assert predictions.predicted == ["bar_0", "bar_1", "bar_2"]
+    with pytest.raises(ValueError, match="needs a support set of 4 classes"):
+        ai.with_ways(model, 4, support)
+    with pytest.raises(ValueError, match="head_init must be one of"):
+        ai.with_ways(model, 3, support, head_init="random")
+
+
 def test_cli_adapts_a_5_way_model_to_7_classes(maml_checkpoint, task, capsys):
     for label in (5, 6):
         save_png(stripes(label), task / "support" / f"bar_{label}" / "a.png")
     assert main(["adapt", "--checkpoint", str(maml_checkpoint), "--support", str(task / "support"), "--query",
                  str(task / "query"), "--bn-mode", "non_transductive"]) == 0
     out = capsys.readouterr()
-    assert "zero-initialised 7-way output layer" in out.err and len(out.out.strip().splitlines()) == 5
+    assert "a new 7-way output layer initialised from prototypes" in out.err and len(out.out.strip().splitlines()) == 5
 
 
 def test_class_folder_without_images_is_named(maml_checkpoint, task, capsys):
