@@ -74,6 +74,16 @@ def test_train_refuses_a_folder_holding_another_run(tmp_path, repo):
     assert '"meta_iterations": 3' in (tmp_path / "m" / "train_metrics.json").read_text()
 
 
+def test_a_folder_holding_only_hidden_files_is_free(tmp_path, repo):
+    """DVC leaves a .gitignore in a stage's output folder after removing its outputs for a re-run."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / ".gitignore").write_text("/checkpoint.pt\n")
+    exp = repo / "configs" / "experiments" / "maml_sine_5shot.gin"
+    out = _cli("train", "--config", str(exp), "--bind", "MetaTrainer.meta_iterations = 2", "--out", str(tmp_path / "m"),
+               "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert out.returncode == 0, out.stderr
+
+
 def test_checkpoint_every_zero_is_refused(tmp_path, repo):
     exp = repo / "configs" / "experiments" / "maml_sine_5shot.gin"
     out = _cli("train", "--config", str(exp), "--checkpoint-every", "0", "--out", str(tmp_path / "m"))
