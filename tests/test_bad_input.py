@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from metalearning.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
 S5 = str(REPO / "configs" / "experiments" / "maml_sine_5shot.gin")
 
@@ -17,10 +19,18 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "metalearning", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def _train(tmp_path: Path, *binds: str, extra: tuple[str, ...] = (), config: str = S5):
+def _main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process (faster than a subprocess per case); stdout and stderr captured."""
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def _train(tmp_path: Path, *binds: str, capsys, config: str = S5):
     bind_args = [x for b in binds for x in ("--bind", b)]
-    return _cli("train", "--config", config, *bind_args, *extra, "--out", str(tmp_path / "model"),
-                "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    return _main(capsys, "train", "--config", config, *bind_args, "--out", str(tmp_path / "model"),
+                 "--runs-dir", str(tmp_path / "runs"), "--quiet")
 
 
 CASES = {
@@ -39,7 +49,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_config_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
     (tmp_path / "nolr.gin").write_text("include 'tasks/sine_metasgd.gin'\ninclude 'learners/mlp_sine.gin'\n"
                                        "MetaTrainer.algorithm = @MAML()\nMAML.inner_steps = 1\n"
                                        "MAML.eval_inner_steps = 1\nMAML.first_order = False\n"
@@ -48,7 +58,7 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
     (tmp_path / "unset.gin").write_text("include 'experiments/maml_sine_5shot.gin'\nMAML.inner_lr = %nonexistent\n")
     (tmp_path / "include.gin").write_text("include 'tasks/nope.gin'\n")
     binds, config, message = CASES[case]
-    out = _train(tmp_path, *binds, config=config.format(tmp=tmp_path))
+    out = _train(tmp_path, *binds, capsys=capsys, config=config.format(tmp=tmp_path))
     errors = [line for line in out.stderr.splitlines() if "error" in line]
     assert out.returncode == 2 and len(errors) == 1 and message in errors[0], out.stderr
     assert "Traceback" not in out.stderr
@@ -56,7 +66,8 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(case, tmp_path):
 
 
 def test_a_macro_nothing_reads_is_warned_about(tmp_path):
-    out = _train(tmp_path, "inner_lrr = 0.1", "MetaTrainer.meta_iterations = 2")
+    out = _cli("train", "--config", S5, "--bind", "inner_lrr = 0.1", "--bind", "MetaTrainer.meta_iterations = 2",
+               "--out", str(tmp_path / "model"), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert out.returncode == 0 and "ConfigWarning: gin macro 'inner_lrr' is set but no binding reads it" in out.stderr
 
 
