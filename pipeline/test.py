@@ -6,9 +6,8 @@ family's fixed meta-test set, few-shot on each of its episode sets (params.yaml
 import argparse
 from pathlib import Path
 
-import torch
-
 from metalearning.commands import test
+from metalearning.openmp import set_threads
 from metalearning.params import episode_set_names, stage_params, task_threads
 from metalearning.rundb.target import resolve_mongo_url
 
@@ -23,7 +22,7 @@ parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
 params = stage_params(args.params)
-torch.set_num_threads(task_threads(params, args.task))
+set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
 if args.task == "sine":
     test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url)

@@ -3,9 +3,8 @@
 import argparse
 from pathlib import Path
 
-import torch
-
 from metalearning.commands import train
+from metalearning.openmp import set_threads
 from metalearning.params import stage_params, stage_settings
 from metalearning.rundb.target import resolve_mongo_url
 
@@ -20,5 +19,5 @@ args = parser.parse_args()
 
 params = stage_params(args.params)
 config, bindings, threads = stage_settings(params, args.task, args.experiment, args.params)
-torch.set_num_threads(threads)
+set_threads(threads)
 train([config], bindings, seed=params["seed"], out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params))
