@@ -24,21 +24,21 @@ def _train(args) -> None:
 
     _print_result(commands.train(args.config, args.bind, seed=args.seed, out_dir=args.out, runs_dir=args.runs_dir,
                                  progress=not args.quiet, checkpoint_every=args.checkpoint_every,
-                                 mongo_url=args.mongo, force=args.force))
+                                 mongo_url=args.mongo, force=args.force, device=args.device))
 
 
 def _resume(args) -> None:
     from metalearning import commands
 
     _print_result(commands.resume(args.checkpoint, out_dir=args.out, runs_dir=args.runs_dir, progress=not args.quiet,
-                                  checkpoint_every=args.checkpoint_every, mongo_url=args.mongo))
+                                  checkpoint_every=args.checkpoint_every, mongo_url=args.mongo, device=args.device))
 
 
 def _test(args) -> None:
     from metalearning import commands
 
     _print_result(commands.test(args.checkpoint, args.test_set, out_dir=args.out, runs_dir=args.runs_dir,
-                                bindings=args.bind, mongo_url=args.mongo))
+                                bindings=args.bind, mongo_url=args.mongo, device=args.device))
 
 
 def _split_sine(args) -> None:
@@ -92,6 +92,11 @@ def _adapt(args) -> None:
         write_json(args.json, predictions.as_dict())
 
 
+def _device_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (CUDA when available); binds "
+                   f"MetaTrainer.device (default: {default})")
+
+
 def _mongo_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mongo", metavar="URL", help=f"also record to this MongoDB (default: ${MONGO_ENV}, "
                    "else none); the run is always kept in --runs-dir too")
@@ -122,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     training_args(p, "checkpoint, curves")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
     p.add_argument("--force", action="store_true", help="replace the run in a non-empty --out folder")
+    _device_arg(p, "the config's, else cpu")
     _mongo_arg(p)
     p.set_defaults(fn=_train)
 
@@ -133,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="meta-iterations between checkpoints")
+    _device_arg(p, "the one it was trained on")
     _mongo_arg(p)
     p.set_defaults(fn=_resume)
 
@@ -146,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", action="append", default=[], help="gin binding over the stored config, "
                    "e.g. 'MetaRL.eval_seed = 1' (repeatable)")
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR, help="Sacred file-store directory")
+    _device_arg(p, "the one it was trained on")
     _mongo_arg(p)
     p.set_defaults(fn=_test)
 
@@ -218,8 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as err:
         print(f"metalearning {args.command}: run FAILED: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        if type(err).__name__ != "ProcessLost":  # metalearning.distributed's; anything else is a bug
+            raise
+        print(f"metalearning {args.command}: run FAILED: {err}; the last checkpoint is resumable", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         print(f"metalearning {args.command}: INTERRUPTED ({err}); checkpoint written, "
               "continue with `metalearning resume`", file=sys.stderr)
         return 130
+    finally:
+        _leave_processes()
     return code or 0
+
+
+def _leave_processes() -> None:
+    """Leave torchrun's process group, if the command joined one (torch imported only then)."""
+    if "metalearning.distributed" in sys.modules:
+        sys.modules["metalearning.distributed"].shutdown()

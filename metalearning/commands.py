@@ -3,12 +3,14 @@ pipeline stages call these. The family comes from the config or checkpoint, neve
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import gin
 import torch
 
+from metalearning import devices, distributed
 from metalearning.config import build, config_as_dict, load_config
 from metalearning.metrics_io import CurveRecorder, write_json
 from metalearning.model import load_model
@@ -28,12 +30,14 @@ RUN_FILES = ("checkpoint.pt", "config.gin", "operative_config.gin", "learning_cu
 
 def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: int, out_dir: Path,
           runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True, checkpoint_every: int = 1000,
-          mongo_url: str | None = None, force: bool = False) -> dict:
+          mongo_url: str | None = None, force: bool = False, device: str | None = None) -> dict:
     """Meta-train the experiment described by ``config_files`` (+ ``bindings``) into ``out_dir``.
 
     Writes ``checkpoint.pt`` (also every ``checkpoint_every`` iterations and on Ctrl-C),
     ``config.gin`` (all bindings), ``operative_config.gin``, ``learning_curve.csv`` and
     ``train_metrics.json``; records a Sacred run (also to MongoDB at ``mongo_url``, if given).
+    ``device`` binds ``MetaTrainer.device``. Under torchrun every process runs this; they share
+    the meta-batch (:mod:`metalearning.distributed`) and only rank 0 writes.
 
     Raises:
         ValueError: ``out_dir`` already holds files and ``force`` is not set (a folder's files
@@ -42,13 +46,17 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
     """
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive number of meta-iterations, got {checkpoint_every}")
-    _claim(Path(out_dir), force)
+    bindings = [*bindings, *device_binding(device)]
     config_text = load_config(config_files, bindings)
-    with torch.random.fork_rng():  # check the whole config (and the algorithm × family) before any record
-        origin = f"gin config {', '.join(map(str, config_files))}" + (f" + {list(bindings)}" if bindings else "")
-        build(MetaTrainer, origin)
+    join_processes()
+    origin = f"gin config {', '.join(map(str, config_files))}" + (f" + {list(bindings)}" if bindings else "")
+    with all_processes_ready():
+        if distributed.world().writer:
+            _claim(Path(out_dir), force)
+        with torch.random.fork_rng():  # check the whole config (and the algorithm × family) before any record
+            build(MetaTrainer, origin)
     config = {"seed": seed, "gin_files": [str(f) for f in config_files], "gin_bindings": list(bindings),
-              "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
+              "checkpoint_every": checkpoint_every, "processes": distributed.world().size, "gin": config_as_dict()}
 
     def start() -> tuple[MetaTrainer, TrainingState, dict]:
         torch.manual_seed(seed)  # the learner's initial weights
@@ -57,6 +65,33 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
 
     return _record_training(config_text, config, start, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
                             progress=progress, mongo_url=mongo_url)
+
+
+def device_binding(device: str | None) -> list[str]:
+    """The gin binding a ``--device`` option stands for (none when not given)."""
+    return [] if device is None else [f"MetaTrainer.device = {str(device)!r}"]
+
+
+def join_processes() -> distributed.World:
+    """Join torchrun's process group (when launched by it), on the configured device's backend."""
+    try:
+        spec = gin.query_parameter("MetaTrainer.device")
+    except ValueError:  # not bound: MetaTrainer's default
+        spec = "cpu"
+    return distributed.init_from_env(devices.resolve(spec, "MetaTrainer.device"))
+
+
+@contextmanager
+def all_processes_ready() -> Iterator[None]:
+    """Checks every process makes before any compute: if one fails, all stop (none waits for it)."""
+    try:
+        yield
+    except BaseException:
+        distributed.all_agree(False)
+        raise
+    if not distributed.all_agree(True):
+        raise RuntimeError(f"another process (of {distributed.world().size}) failed its checks before training; "
+                           "rank 0's error says why")
 
 
 def _claim(out_dir: Path, force: bool) -> None:
@@ -71,22 +106,26 @@ def _claim(out_dir: Path, force: bool) -> None:
 
 
 def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, progress: bool = True,
-           checkpoint_every: int = 1000, mongo_url: str | None = None) -> dict:
+           checkpoint_every: int = 1000, mongo_url: str | None = None, device: str | None = None) -> dict:
     """Continue a killed or interrupted run of any family from ``checkpoint`` to the end of its budget.
 
     The continuation is a new Sacred run linked to the old one by ``resumed_from`` (checkpoint
     path and Sacred run id) and ``resumed_at_iteration``; its metrics start after that iteration.
-    On CPU the final parameters and metrics are bit-identical to an uninterrupted run.
+    On CPU the final parameters and metrics are bit-identical to an uninterrupted run (with the
+    same number of processes). ``device`` overrides the device the run was trained on. Under
+    torchrun every process reads the checkpoint (a filesystem all nodes share).
     """
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive number of meta-iterations, got {checkpoint_every}")
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, device=device)  # every process reads the same file: fails alike
+    join_processes()
     saved = model.checkpoint
     if "training_state" not in saved:
         raise ValueError(f"checkpoint {checkpoint} holds no training state to resume from")
     config = {"seed": model.seed, "resumed_from": {"checkpoint": str(checkpoint),
                                                    "sacred_run_id": saved.get("sacred_run_id")},
-              "resumed_at_iteration": model.iteration, "checkpoint_every": checkpoint_every, "gin": config_as_dict()}
+              "resumed_at_iteration": model.iteration, "checkpoint_every": checkpoint_every,
+              "processes": distributed.world().size, "gin": config_as_dict()}
 
     def start() -> tuple[MetaTrainer, TrainingState, dict]:
         state = init_state(model.trainer, model.seed)
@@ -100,6 +139,12 @@ def resume(checkpoint: Path, *, out_dir: Path | None = None, runs_dir: Path = DE
 
 def _record_training(config_text: str, config: dict, start: Callable[[], tuple[MetaTrainer, TrainingState, dict]],
                      *, seed: int, out_dir: Path, runs_dir: Path, progress: bool, mongo_url: str | None) -> dict:
+    if not distributed.world().writer:  # the other processes compute their shards and write nothing
+        trainer, state, _ = start()
+        result = meta_train(trainer, state, sink=CurveRecorder(), val_tasks=trainer.validation_tasks(seed),
+                            progress=False)
+        return train_summary(trainer, result, state)
+
     def body(run) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.gin").write_text(config_text)
@@ -143,15 +188,16 @@ def _write_training_outputs(run, out_dir: Path, curve: CurveRecorder, trainer: M
 
 
 def test(checkpoint: Path, test_set: Path | None = None, *, out_dir: Path, runs_dir: Path = DEFAULT_RUNS_DIR,
-         bindings: Sequence[str] = (), mongo_url: str | None = None) -> dict:
+         bindings: Sequence[str] = (), mongo_url: str | None = None, device: str | None = None) -> dict:
     """Meta-test ``checkpoint`` by its family's protocol; writes its JSON files to ``out_dir``.
 
     Args:
         test_set: the fixed test set the family needs (sine: a ``split-sine`` file; few-shot: an
             episode set); meta-RL draws its new tasks from ``MetaRL.eval_seed`` and takes none.
         bindings: gin bindings applied over the stored config (e.g. ``MetaRL.eval_seed = 1``).
+        device: where to meta-test (default: where the model was trained).
     """
-    model, out_dir = load_model(checkpoint, bindings), Path(out_dir)
+    model, out_dir = load_model(checkpoint, bindings, device=device), Path(out_dir)
     config = {"seed": model.seed, "checkpoint": str(checkpoint), "gin_bindings": list(bindings),
               "test_set": None if test_set is None else str(test_set), "gin": config_as_dict()}
 

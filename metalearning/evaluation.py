@@ -11,8 +11,9 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 from metalearning.core.adapt import LossFn
-from metalearning.core.algorithms import MetaLearner, MetaParams
+from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves
 from metalearning.core.batching import num_tasks, over_tasks
+from metalearning.devices import to_device
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -44,10 +45,10 @@ def adapted_scores(algo: MetaLearner, meta_params: MetaParams, tasks: Any, loss:
     if not at or min(at) < 0 or max(at) > steps:
         raise ValueError(f"steps to score {at} must be non-empty and within 0..{steps}")
     fn = partial(_score_path, algo, at, loss, dict(scores))
-    n = num_tasks(tasks)
+    n, device = num_tasks(tasks), meta_leaves(meta_params)[0].device  # tasks follow the model's device
     with torch.no_grad():
         chunks = [
-            over_tasks(fn, meta_params, pytree.tree_map(lambda t: t[i : i + chunk_size], tasks))
+            over_tasks(fn, meta_params, to_device(pytree.tree_map(lambda t: t[i : i + chunk_size], tasks), device))
             for i in range(0, n, chunk_size)
         ]
     return {name: torch.cat([c[name] for c in chunks]) for name in scores}

@@ -15,6 +15,7 @@ import torch
 from metalearning.checkpoints import load_checkpoint
 from metalearning.config import build, load_config_text
 from metalearning.core.algorithms import MetaParams
+from metalearning.devices import to_device
 from metalearning.training import MetaTrainer
 
 
@@ -56,8 +57,12 @@ class Model:
         return self.checkpoint["seed"]
 
 
-def load_model(checkpoint: Path | str, bindings: Sequence[str] = ()) -> Model:
+def load_model(checkpoint: Path | str, bindings: Sequence[str] = (), device: str | None = None) -> Model:
     """Rebuild the model saved in ``checkpoint``, with ``bindings`` applied over its gin config.
+
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) overrides the device it was trained on,
+    so a model trained on a GPU is tested, adapted or resumed on a CPU; the meta-parameters
+    are put on the model's device.
 
     Raises:
         FileNotFoundError: no such file.
@@ -70,9 +75,13 @@ def load_model(checkpoint: Path | str, bindings: Sequence[str] = ()) -> Model:
         raise ValueError(f"checkpoint {path} holds no gin config, meta-parameters and seed; it was not written by "
                          "`metalearning train`")
     origin = f"config stored in checkpoint {path}" + (f" with bindings {list(bindings)}" if bindings else "")
-    load_config_text("\n".join([ckpt["gin_config"], *bindings]), origin=origin)
+    device_binding = [] if device is None else [f"MetaTrainer.device = {str(device)!r}"]
+    load_config_text("\n".join([ckpt["gin_config"], *bindings, *device_binding]), origin=origin)
     torch.manual_seed(ckpt["seed"])  # builds the modules as training did; their parameters are the checkpoint's
     model = Model(build(MetaTrainer, origin), ckpt, path)
+    for key in ("meta_params", "best_meta_params"):
+        if key in ckpt:
+            ckpt[key] = to_device(ckpt[key], model.trainer.device)
     _check_fits(model)
     _check_finite(model)
     return model

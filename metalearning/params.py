@@ -20,6 +20,8 @@ class _Strict(BaseModel):
 class Profile(_Strict):
     sine_meta_iterations: Optional[int] = Field(ge=1)  # required: null = the experiment files' budgets
     omniglot_variant: Literal["small", "full"]
+    device: str = Field(default="cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")  # cpu, auto, cuda, cuda:N
+    nproc: int = Field(default=1, ge=1)  # processes per training stage (torchrun when > 1)
 
 
 class RunDB(_Strict):
@@ -183,6 +185,14 @@ def sine_bindings(params: dict, origin: Path = DEFAULT_PARAMS) -> list[str]:
     """Gin bindings the active profile imposes on every sine experiment."""
     iterations = active_profile(params, origin).get("sine_meta_iterations")
     return [] if iterations is None else [f"MetaTrainer.meta_iterations = {int(iterations)}"]
+
+
+def stage_launch(params: dict, origin: Path = DEFAULT_PARAMS) -> tuple[str | None, int]:
+    """(device, processes) of a stage under the active profile. The device is None for ``cpu``,
+    MetaTrainer's default: a cpu stage adds no binding to the configs it records."""
+    profile = active_profile(params, origin)
+    device = str(profile.get("device", "cpu"))
+    return (None if device == "cpu" else device), int(profile.get("nproc", 1))
 
 
 def omniglot_variant(params: dict, origin: Path = DEFAULT_PARAMS) -> str:

@@ -28,11 +28,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from metalearning import devices, distributed
 from metalearning.checkpoints import save_checkpoint
 from metalearning.core.algorithms import MetaLearner, MetaParams, meta_leaves, set_meta_grads
+from metalearning.core.batching import num_tasks
 from metalearning.core.checks import check_args
 from metalearning.core.family import MetaBatch, TaskFamily
 from metalearning.core.functional import predictor as plain_predictor
+from metalearning.core.shards import shard_bounds, task_slice, weighted_meta_gradient
 from metalearning.rng import get_rng_states, set_rng_states
 
 VAL_SEED_OFFSET = 1_000_003  # validation tasks come from a stream disjoint from training's
@@ -63,8 +66,12 @@ class OuterRule(Protocol):
 
 
 def require_finite(what: str, values: Mapping[str, Any], iteration: int) -> None:
-    """Raise FloatingPointError naming the first non-finite entry of ``values`` (tensors or floats)."""
-    finite = [torch.isfinite(torch.as_tensor(value)).all() for value in values.values()]
+    """Raise FloatingPointError naming the first non-finite entry of ``values`` (tensors or floats).
+
+    Tensors on the ``meta`` device (shape-only runs: the device-leak tests) have no values to check.
+    """
+    values = {k: v for k, v in values.items() if not (isinstance(v, Tensor) and v.is_meta)}
+    finite = [torch.isfinite(torch.as_tensor(value)).all().cpu() for value in values.values()]
     if finite and bool(torch.stack(finite).all()):
         return
     for (name, value), ok in zip(values.items(), finite):
@@ -104,8 +111,15 @@ class GradientStep:
     schedule: torch.optim.lr_scheduler.LRScheduler
 
     def step(self, batch: MetaBatch, iteration: int) -> dict[str, Tensor]:
-        grads, meta_loss = self.trainer.algorithm.meta_gradient(self.meta_params, batch.tasks, self.trainer.loss,
-                                                                iteration=iteration)
+        """The meta-gradient of this process's shard of the meta-batch (all of it for one process),
+        in chunks of ``meta_batch_chunk`` tasks, summed over the processes, then the step."""
+        trainer, processes = self.trainer, distributed.world()
+        n = num_tasks(batch.tasks)
+        start, stop = shard_bounds(n, processes.rank, processes.size)
+        tasks = batch.tasks if stop - start == n else task_slice(batch.tasks, start, stop)
+        grads, meta_loss = weighted_meta_gradient(trainer.algorithm, self.meta_params, tasks, trainer.loss, total=n,
+                                                  chunk=trainer.meta_batch_chunk, iteration=iteration)
+        distributed.all_reduce_sum([*meta_leaves(grads), meta_loss])
         require_finite("meta-loss", {"": meta_loss}, iteration)
         require_finite("meta-gradient of", named_leaves(grads), iteration)
         set_meta_grads(self.meta_params, grads)
@@ -142,14 +156,30 @@ class MetaTrainer:
             :class:`~metalearning.learners.classification.ClassificationPredictor` (BN mode).
         meta_val_tasks: number of fixed validation tasks (drawn once from ``tasks`` with a seed
             stream disjoint from training's); families without validation ignore it.
+        meta_batch_chunk: tasks per backward of the gradient outer rule (``None``: the whole
+            meta-batch, or a process's shard of it, at once). Smaller chunks bound peak memory
+            (one chunk's graph alive at a time) at some speed; the meta-gradient is the same
+            (:mod:`metalearning.core.shards`).
+        device: where the learner's parameters and the tasks live: ``cpu``, ``cuda``,
+            ``cuda:N`` or ``auto`` (CUDA when available; :func:`metalearning.devices.resolve`).
+            Tasks are sampled on the CPU with the CPU generator and moved there, so the same seed
+            draws the same tasks on every device.
     """
 
     def __init__(self, *, algorithm: MetaLearner, learner: nn.Module, tasks: TaskFamily, meta_batch_size: int,
                  meta_iterations: int, meta_optimizer: Callable | None = None, outer_rule: OuterRule | None = None,
                  anneal_meta_lr: bool = False, log_every: int = 100,
-                 predictor: Callable[[nn.Module], Callable] = plain_predictor, meta_val_tasks: int = 100):
+                 predictor: Callable[[nn.Module], Callable] = plain_predictor, meta_val_tasks: int = 100,
+                 meta_batch_chunk: int | None = None, device: str = "cpu"):
         check_args("MetaTrainer", meta_batch_size=(meta_batch_size, int, 1), meta_iterations=(meta_iterations, int, 0),
                    log_every=(log_every, int, 1), meta_val_tasks=(meta_val_tasks, int, 1))
+        if meta_batch_chunk is not None:
+            check_args("MetaTrainer", meta_batch_chunk=(meta_batch_chunk, int, 1))
+        self.device = devices.resolve(device, "MetaTrainer.device")
+        processes = distributed.world()
+        if processes.size > meta_batch_size:
+            raise ValueError(f"MetaTrainer.meta_batch_size: {meta_batch_size} tasks cannot be shared by "
+                             f"{processes.size} processes (each needs at least one task)")
         reason = algorithm.unsupported(tasks.kind)
         if reason:
             raise ValueError(f"MetaTrainer.algorithm: {algorithm.label} cannot meta-train on {tasks.kind} tasks: "
@@ -161,11 +191,14 @@ class MetaTrainer:
         self.meta_batch_size, self.meta_iterations, self.log_every = meta_batch_size, meta_iterations, log_every
         self.outer_rule = outer_rule if outer_rule is not None else GradientRule(meta_optimizer, anneal_meta_lr)
         self.predict, self.meta_val_tasks = predictor(learner), meta_val_tasks
+        self.meta_batch_chunk = meta_batch_chunk
+        learner.to(self.device)
         self.loss = tasks.loss(learner, self.predict)
 
     def validation_tasks(self, seed: int) -> Any:
         """The fixed validation tasks of a run seeded ``seed`` (None if the family has none)."""
-        return self.tasks.validation_tasks(self.meta_val_tasks, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        tasks = self.tasks.validation_tasks(self.meta_val_tasks, torch.Generator().manual_seed(seed + VAL_SEED_OFFSET))
+        return devices.to_device(tasks, self.device)
 
 
 @dataclass(frozen=True)
@@ -238,6 +271,7 @@ def init_state(trainer: MetaTrainer, seed: int) -> TrainingState:
     ``seed``, e.g. Meta-SGD's α), the outer rule bound to them, the task generator."""
     generator = torch.Generator().manual_seed(seed)
     meta_params = trainer.algorithm.init_meta_params(dict(trainer.learner.named_parameters()), generator)
+    distributed.broadcast_from_writer(meta_leaves(meta_params))  # equal already (same seed); made certain
     return TrainingState(meta_params, trainer.outer_rule.start(trainer, meta_params), generator)
 
 
@@ -247,6 +281,7 @@ def _step(trainer: MetaTrainer, state: TrainingState) -> None:
         batch = trainer.tasks.meta_batch(trainer, state.meta_params, trainer.meta_batch_size, state.generator)
     except FloatingPointError as err:  # e.g. meta-RL's baseline fit on a diverged policy's episodes
         raise FloatingPointError(f"{err}, sampling meta-iteration {state.iteration + 1}") from err
+    batch = batch._replace(tasks=devices.to_device(batch.tasks, trainer.device))
     require_finite("sampled", batch.scalars, state.iteration)
     if batch.score is not None and batch.score > state.best_score:
         state.best, state.best_iteration, state.best_score = _clone(state.meta_params), state.iteration, batch.score
@@ -310,8 +345,9 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
             bad update is not applied).
         KeyboardInterrupt: on Ctrl-C, after writing a checkpoint of the last whole iteration.
     """
+    processes = distributed.world()
     bar = tqdm(total=trainer.meta_iterations, initial=state.iteration, desc="meta-train",
-               disable=not progress, mininterval=2.0, unit="it")
+               disable=not progress or not processes.writer, mininterval=2.0, unit="it")
     with bar, _deferred_interrupt() as interrupted:
         while state.iteration < trainer.meta_iterations:
             _step(trainer, state)
@@ -319,9 +355,10 @@ def meta_train(trainer: MetaTrainer, state: TrainingState, *, sink: MetricsSink,
             if state.iteration % trainer.log_every == 0 or state.iteration == trainer.meta_iterations:
                 _log(trainer, state, sink, val_tasks)
                 bar.set_postfix({k.split(".")[-1]: f"{v:.3f}" for k, v in list(state.logged.items())[:3]})
-            if checkpoint and (state.iteration % checkpoint.every == 0 or interrupted()):
+            stop = distributed.any_true(interrupted())  # every process stops after the same iteration
+            if checkpoint and processes.writer and (state.iteration % checkpoint.every == 0 or stop):
                 save_state(checkpoint, state)
-            if interrupted():
+            if stop:
                 raise KeyboardInterrupt(f"interrupted after meta-iteration {state.iteration}")
     return TrainResult(meta_params=state.meta_params, selected=state.selected, iterations=state.iteration,
                        logged=state.logged, best_iteration=None if state.best is None else state.best_iteration)

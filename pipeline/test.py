@@ -8,7 +8,7 @@ from pathlib import Path
 
 from metalearning.commands import test
 from metalearning.openmp import set_threads
-from metalearning.params import episode_set_names, stage_params, task_threads
+from metalearning.params import episode_set_names, stage_launch, stage_params, task_threads
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -24,11 +24,14 @@ args = parser.parse_args()
 params = stage_params(args.params)
 set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
+device, _ = stage_launch(params, args.params)  # meta-tests run in one process
 if args.task == "sine":
-    test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url)
+    test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url, device=device)
 elif args.task == "rl":
     seed = int(params["rl"]["meta_test_seed"])
-    test(args.checkpoint, out_dir=args.out, bindings=[f"MetaRL.eval_seed = {seed}"], mongo_url=mongo_url)
+    test(args.checkpoint, out_dir=args.out, bindings=[f"MetaRL.eval_seed = {seed}"], mongo_url=mongo_url,
+         device=device)
 else:
     for name in episode_set_names(params[args.task]["experiments"], args.experiment):
-        test(args.checkpoint, args.episodes_dir / f"{name}.pt", out_dir=args.out / name, mongo_url=mongo_url)
+        test(args.checkpoint, args.episodes_dir / f"{name}.pt", out_dir=args.out / name, mongo_url=mongo_url,
+             device=device)

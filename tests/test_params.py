@@ -41,6 +41,8 @@ BAD = [
     ("omniglot.experiments.maml_omniglot_5w1s.episodes", "5w9s", r"episodes names \['5w9s'\], not in meta_test\.sets"),
     ("threads", 0, r"threads: Input should be greater than or equal to 1"),
     ("omniglot.threads", "2", r"omniglot\.threads: Input should be a valid integer"),
+    ("profiles.paper.device", "gpu", r"profiles\.paper\.device: String should match pattern .*\(got 'gpu'\)"),
+    ("profiles.cpu.nproc", 0, r"profiles\.cpu\.nproc: Input should be greater than or equal to 1"),
 ]
 
 

@@ -56,7 +56,7 @@ def minibatch(support: Batch, step: int, batch_size: int | None) -> Batch:
     if batch_size is None:
         return support
     size = support[0].shape[0]
-    index = (torch.arange(batch_size) + step * batch_size) % size
+    index = (torch.arange(batch_size, device=support[0].device) + step * batch_size) % size
     return tuple(t.index_select(0, index) for t in support)
 
 

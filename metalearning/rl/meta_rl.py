@@ -36,14 +36,18 @@ import torch
 from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 
+from metalearning import distributed
 from metalearning.core.adapt import LossFn, Params
 from metalearning.core.algorithms import MetaLearner, MetaParams
 from metalearning.core.batching import num_tasks, over_tasks
 from metalearning.core.family import MetaBatch
+from metalearning.core.shards import shard_bounds, task_slice
+from metalearning.devices import to_like
 from metalearning.evaluation import mean_ci95
 from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_loss
 from metalearning.rl.policy import ActFn, gaussian_params, make_task_act
 from metalearning.rl.returns import EpisodesLike, estimate_advantages
+from metalearning.rl.rollouts import ShardedGenerator, TaskShard
 
 
 class RLTasks(Protocol):
@@ -115,6 +119,11 @@ def meta_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams
     return losses.mean(), kls.mean()
 
 
+def policy_like(meta_params: MetaParams) -> Tensor:
+    """A tensor with the policy's device and dtype (episodes are sampled on the CPU, in float32)."""
+    return next(iter(meta_params["theta"].values()))
+
+
 def per_task(params: Params, n: int) -> Params:
     """The same parameters for each of ``n`` tasks, as leaves ``[n, ...]`` (views, no copy)."""
     return {k: p.detach().expand(n, *p.shape) for k, p in params.items()}
@@ -170,8 +179,10 @@ class MetaRL:
         """The inner loop's REINFORCE loss of the policy."""
         return reinforce_loss(learner)
 
-    def _batch(self, episodes: Any) -> PolicyBatch:
-        return policy_batch(episodes, gamma=self.gamma, gae_lambda=self.gae_lambda)
+    def _batch(self, episodes: Any, like: Tensor) -> PolicyBatch:
+        """The policy-gradient batch of episodes sampled on the CPU, moved to the policy's device and
+        dtype first (``like``: one of its parameters), so the baseline is fit there too."""
+        return policy_batch(to_like(episodes, like), gamma=self.gamma, gae_lambda=self.gae_lambda)
 
     def sample(self, policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, tasks: Any,
                generator: torch.Generator) -> tuple[RLTask, Tensor]:
@@ -181,23 +192,30 @@ class MetaRL:
             (the meta-batch as an :class:`RLTask` with leaves ``[tasks, ...]``; the average return
             per task of every sampling round, ``[tasks, inner_steps + 1]``, last = post-update).
         """
-        n = num_tasks(tasks)
+        n, like = num_tasks(tasks), policy_like(meta_params)
         params, support, returns = per_task(meta_params["theta"], n), [], []
         for _ in range(algo.inner_steps):
             episodes = self.tasks.rollout(make_task_act(policy, params, n), tasks, self.support_trajectories, generator)
-            support.append(self._batch(episodes))
+            support.append(self._batch(episodes, like))
             returns.append(episode_returns(episodes))
             params = batched_inner_update(policy, algo, meta_params, params, support[-1])
         episodes = self.tasks.rollout(make_task_act(policy, params, n), tasks, self.query_trajectories, generator)
         returns.append(episode_returns(episodes))
-        query = recorded_query(policy, params, self._batch(episodes))
+        query = recorded_query(policy, params, self._batch(episodes, like))
         return RLTask(tuple(support), query), torch.stack(returns, dim=1)
 
     def meta_batch(self, trainer: Any, meta_params: MetaParams, n: int, generator: torch.Generator) -> MetaBatch:
         """``n`` new tasks rolled out before and after adaptation; the post-update return is the score."""
         tasks = self.tasks.sample_tasks(n, generator)
-        batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params, tasks, generator)
-        means = returns.mean(0)
+        processes = distributed.world()
+        if processes.size == 1:
+            batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params, tasks, generator)
+            means = returns.mean(0)
+        else:  # this process rolls out its tasks, with the noise one process would draw for them
+            shard = TaskShard(*shard_bounds(n, processes.rank, processes.size), n)
+            batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params,
+                                         task_slice(tasks, shard.start, shard.stop), ShardedGenerator(generator, shard))
+            means = distributed.reduced_sum(returns.sum(0)) / n
         pre, post = float(means[0]), float(means[-1])
         return MetaBatch(batch, {"meta_train.pre_update_return": pre, "meta_train.post_update_return": post}, post)
 
@@ -244,7 +262,7 @@ def adaptation_returns(policy: nn.Module, algo: MetaLearner, meta_params: MetaPa
         episodes = tasks.rollout(make_task_act(policy, params, n), task_batch, trajectories, generator)
         returns.append(episode_returns(episodes))
         if step < steps:
-            batch = policy_batch(episodes, gamma=gamma, gae_lambda=gae_lambda)
+            batch = policy_batch(to_like(episodes, policy_like(meta_params)), gamma=gamma, gae_lambda=gae_lambda)
             scale = 1.0 if step == 0 else later_steps_lr_scale
             params = batched_inner_update(policy, algo, meta_params, params, batch, lr_scale=scale)
     return torch.stack(returns, dim=1)

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
+from metalearning.rl.rollouts import normal_noise
+
 Params = Mapping[str, Tensor]
 ActFn = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -83,8 +85,9 @@ def distribution(policy: nn.Module, params: Params, observations: Tensor) -> Ind
 
 
 def _sample(loc: Tensor, scale: Tensor, generator: torch.Generator) -> Tensor:
-    noise = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
-    return loc + scale * noise
+    # the noise comes from the sampler's generator on its own device (the CPU): the same seed
+    # gives the same actions whichever device the policy is on, and in however many processes
+    return loc + scale * normal_noise(generator, loc.shape, loc.dtype).to(loc.device)
 
 
 def make_act(policy: nn.Module, params: Params) -> ActFn:
@@ -93,10 +96,12 @@ def make_act(policy: nn.Module, params: Params) -> ActFn:
     Every row is acted on by the same parameters (pre-update sampling, shared across tasks).
     """
 
+    like = next(iter(params.values()))  # observations follow the policy's device and dtype
+
     @torch.no_grad()
     def act(observations: Tensor, generator: torch.Generator) -> Tensor:
-        loc, scale = gaussian_params(policy, params, observations)
-        return _sample(loc, scale, generator)
+        loc, scale = gaussian_params(policy, params, observations.to(like))
+        return _sample(loc, scale, generator).to(observations.device)  # the envs step on the CPU
 
     return act
 
@@ -108,11 +113,12 @@ def make_task_act(policy: nn.Module, params: Params, num_tasks: int) -> ActFn:
     ``i·B … (i+1)·B − 1`` belong to task ``i`` and are acted on with ``params[·][i]``.
     """
     per_task = torch.func.vmap(lambda p, obs: gaussian_params(policy, p, obs))
+    like = next(iter(params.values()))  # observations follow the policy's device and dtype
 
     @torch.no_grad()
     def act(observations: Tensor, generator: torch.Generator) -> Tensor:
-        grouped = observations.reshape(num_tasks, -1, observations.shape[-1])
+        grouped = observations.reshape(num_tasks, -1, observations.shape[-1]).to(like)
         loc, scale = per_task(dict(params), grouped)
-        return _sample(loc, scale, generator).reshape(observations.shape[0], -1)
+        return _sample(loc, scale, generator).reshape(observations.shape[0], -1).to(observations.device)
 
     return act

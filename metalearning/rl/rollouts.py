@@ -23,6 +23,65 @@ from metalearning.rl.envs.navigation import BatchNavigation2D
 ActFn = Callable[[Tensor, torch.Generator], Tensor]
 
 
+class TaskShard(NamedTuple):
+    """The tasks ``start … stop − 1`` of a meta-batch of ``total`` that this process samples."""
+
+    start: int
+    stop: int
+    total: int
+
+
+class ShardedGenerator:
+    """The random stream of a whole meta-batch, of which one process keeps its tasks' part.
+
+    Passed where a sampler takes a ``generator``: every draw is the one a single process
+    sampling all ``total`` tasks makes (same shape, same order), and this process keeps the rows
+    of its tasks. So N processes sample exactly the episodes one process samples, and the
+    generator's state stays the same in every process (and as in one process).
+    """
+
+    def __init__(self, generator: torch.Generator, shard: TaskShard):
+        self.generator, self.shard = generator, shard
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    def randn(self, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """Standard normal noise ``shape`` (leading dim: this process's tasks or their rows)."""
+        start, stop, total = self.shard
+        local = stop - start
+        if shape[0] % local:
+            raise ValueError(f"noise of {shape[0]} rows does not split over this process's {local} tasks")
+        per_task = shape[0] // local
+        full = torch.randn((per_task * total, *shape[1:]), generator=self.generator, dtype=dtype,
+                           device=self.generator.device)
+        return full[per_task * start:per_task * stop]
+
+
+def normal_noise(generator: torch.Generator | ShardedGenerator, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+    """Standard normal noise from a sampler's generator (its device: the CPU), sharded or not."""
+    if isinstance(generator, ShardedGenerator):
+        return generator.randn(shape, dtype)
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=generator.device)
+
+
+def base_generator(generator: torch.Generator | ShardedGenerator) -> torch.Generator:
+    """The torch generator behind a sampler's generator (for draws every process makes whole)."""
+    return generator.generator if isinstance(generator, ShardedGenerator) else generator
+
+
+def all_finished(alive: Tensor, generator: torch.Generator | ShardedGenerator) -> bool:
+    """Whether every episode of the meta-batch has ended: of all processes' tasks when sharded
+    (a collective), so every process takes as many steps, and draws as much noise, as one would."""
+    finished = not bool(alive.any())
+    if isinstance(generator, ShardedGenerator):
+        from metalearning import distributed
+
+        return not distributed.any_true(not finished)
+    return finished
+
+
 class Episodes(NamedTuple):
     """B trajectories of T steps (of one task, or with a leading task dimension of many).
 
@@ -92,7 +151,7 @@ def sample_navigation(env: BatchNavigation2D, act: ActFn, goals: Tensor, starts:
         actions = _act(act, observations, generator)
         state, rewards, mask = env.step(state, actions)
         steps.append(_masked_step(observations, actions, rewards, mask))
-        if not state.alive.any():
+        if all_finished(state.alive, generator):
             break
     return _stack_steps(steps, env.horizon)
 
@@ -130,6 +189,6 @@ def sample_vector_env(envs: VectorEnv, act: ActFn, trajectories: int, horizon: i
         rewards = torch.as_tensor(rewards, dtype=torch.float32).reshape(tasks, trajectories)
         steps.append(_masked_step(obs, actions, rewards, mask))
         alive &= ~(terminated | truncated)
-        if not alive.any():
+        if all_finished(torch.as_tensor(alive), generator):
             break
     return _stack_steps(steps, horizon)

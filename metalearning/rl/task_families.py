@@ -17,7 +17,7 @@ from metalearning.rl.envs.navigation import BatchNavigation2D, NavigationTasks
 from metalearning.rl.envs.registration import LOCOMOTION_HORIZON, LOCOMOTION_IDS
 from metalearning.rl.envs.vector import make_task_vector_env, set_vector_tasks
 from metalearning.rl.policy import ActFn
-from metalearning.rl.rollouts import Episodes, sample_navigation, sample_vector_env
+from metalearning.rl.rollouts import Episodes, ShardedGenerator, base_generator, sample_navigation, sample_vector_env
 
 
 def with_task_inputs(act: ActFn, inputs: Tensor) -> ActFn:
@@ -126,7 +126,9 @@ class LocomotionFamily:
     def rollout(self, act: ActFn, tasks: Tensor, trajectories: int, generator: torch.Generator) -> Episodes:
         """``trajectories`` episodes of every task, fields ``[tasks, T, B, ...]``."""
         envs = self._vector_env(tasks, trajectories)
-        seed = int(torch.randint(2**31 - 1, (), generator=generator))
+        seed = int(torch.randint(2**31 - 1, (), generator=base_generator(generator)))
+        if isinstance(generator, ShardedGenerator):  # sub-env k of this process is sub-env start·B + k of all
+            seed += generator.shard.start * trajectories
         goals = tasks.view(-1, 1)
         if not self.oracle:
             return sample_vector_env(envs, act, trajectories, self.horizon, generator, seed)

@@ -22,8 +22,16 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
+from metalearning import distributed
+from metalearning.core.batching import num_tasks
+
 Objective = Callable[[Tensor], tuple[Tensor, Tensor]]  # flat params -> (surrogate loss, mean KL)
 HVP = Callable[[Tensor], Tensor]
+Reduce = Callable[[Tensor], Tensor]  # a process's share -> the sum over the processes (identity for one)
+
+
+def _alone(value: Tensor) -> Tensor:
+    return value
 
 
 def flatten(tree: Any) -> Tensor:
@@ -90,14 +98,15 @@ class TRPOStats(NamedTuple):
 
 
 def backtracking_line_search(objective: Objective, flat: Tensor, full_step: Tensor, loss_before: float, *,
-                             max_kl: float, backtrack_ratio: float, max_steps: int) -> tuple[Tensor, TRPOStats]:
+                             max_kl: float, backtrack_ratio: float, max_steps: int,
+                             reduce: Reduce = _alone) -> tuple[Tensor, TRPOStats]:
     """Try ``flat + ratio^j · full_step`` for j = 0, 1, …; accept the first that lowers the loss
     with KL ≤ ``max_kl``; keep ``flat`` if none does (rllab's rule)."""
     with torch.no_grad():
         for j in range(max_steps):
             fraction = backtrack_ratio**j
             candidate = flat + fraction * full_step
-            loss, kl = (float(v) for v in objective(candidate))
+            loss, kl = (float(v) for v in reduce(torch.stack(objective(candidate))))
             if loss < loss_before and kl <= max_kl:
                 return candidate, TRPOStats(loss_before, loss, kl, fraction, math.nan)
     return flat, TRPOStats(loss_before, loss_before, 0.0, 0.0, math.nan)
@@ -122,16 +131,29 @@ class TRPO:
     ls_backtrack_ratio: float
     ls_max_steps: int
 
-    def step_direction(self, loss: Tensor, kl: Tensor, flat: Tensor) -> tuple[Tensor, Tensor]:
-        """(full step ``√(2δ / sᵀHs)·s`` with ``H s = −g``; the gradient g), at ``flat``."""
+    def step_direction(self, loss: Tensor, kl: Tensor, flat: Tensor,
+                       reduce: Reduce = _alone) -> tuple[Tensor, Tensor]:
+        """(full step ``√(2δ / sᵀHs)·s`` with ``H s = −g``; the gradient g), at ``flat``.
+
+        ``reduce`` sums a process's share of g and of every H·v over the processes, when
+        ``loss`` and ``kl`` are this process's weighted share of the meta-batch's.
+        """
         (g,) = torch.autograd.grad(loss, flat, retain_graph=True)
-        hvp = kl_hvp(kl, flat, self.cg_damping)
+        g = reduce(g)
+        local_hvp = kl_hvp(kl, flat, 0.0)  # (one process: + 0·v leaves H·v's bits as they are)
+
+        def hvp(v: Tensor) -> Tensor:
+            return reduce(local_hvp(v)) + self.cg_damping * v  # the damping once, not once per share
+
         direction = conjugate_gradient(hvp, -g, self.cg_iters)
         shs = (direction @ hvp(direction)).clamp_min(1e-20)
         return torch.sqrt(2 * self.max_kl / shs) * direction, g
 
-    def step(self, objective: Objective, flat: Tensor) -> tuple[Tensor, TRPOStats]:
+    def step(self, objective: Objective, flat: Tensor, reduce: Reduce = _alone) -> tuple[Tensor, TRPOStats]:
         """One TRPO update of the 1-D parameter vector ``flat``.
+
+        With several processes, ``objective`` gives this process's weighted share of the loss and
+        KL, and ``reduce`` sums shares over the processes, which then all take the same step.
 
         Returns:
             (new parameters, detached ``[n]``; diagnostics). The parameters are unchanged when
@@ -139,10 +161,10 @@ class TRPO:
         """
         x = flat.detach().requires_grad_()
         loss, kl = objective(x)
-        full_step, g = self.step_direction(loss, kl, x)
+        full_step, g = self.step_direction(loss, kl, x, reduce)
         new, stats = backtracking_line_search(
-            objective, x.detach(), full_step.detach(), float(loss.detach()), max_kl=self.max_kl,
-            backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps,
+            objective, x.detach(), full_step.detach(), float(reduce(loss.detach())), max_kl=self.max_kl,
+            backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps, reduce=reduce,
         )
         return new, stats._replace(grad_norm=float(g.norm()))
 
@@ -161,10 +183,16 @@ class TRPOStep:
     meta_params: Any
 
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
-        def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
-            return self.trainer.tasks.objective(self.trainer, unflatten(flat, self.meta_params), batch.tasks)
+        processes = distributed.world()
+        # this process's tasks' share of the meta-batch means (all of it in one process)
+        weight = 1.0 if processes.size == 1 else num_tasks(batch.tasks) / self.trainer.meta_batch_size
 
-        new_flat, stats = self.trpo.step(objective, flatten(self.meta_params))
+        def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
+            loss, kl = self.trainer.tasks.objective(self.trainer, unflatten(flat, self.meta_params), batch.tasks)
+            return (loss, kl) if weight == 1.0 else (weight * loss, weight * kl)
+
+        reduce = _alone if processes.size == 1 else distributed.reduced_sum
+        new_flat, stats = self.trpo.step(objective, flatten(self.meta_params), reduce)
         checked = {"surrogate loss": stats.loss_before, "gradient norm": stats.grad_norm,
                    "updated meta-parameters": float(new_flat.abs().sum())}
         for name, value in checked.items():

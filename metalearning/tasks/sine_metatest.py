@@ -11,6 +11,7 @@ import torch
 
 from metalearning.config import load_config
 from metalearning.core.family import MetaTestResult
+from metalearning.devices import to_device
 from metalearning.evaluation import adapted_query_losses, mean_ci95
 from metalearning.tasks.sine import SineTasks
 from metalearning.tasks.sine_testset import as_tasks, build_meta_test_set, load_meta_test_set, save_meta_test_set
@@ -46,13 +47,14 @@ def evaluate_block(model: Model, block: dict, max_steps: int) -> dict:
 
 def qualitative_example(model: Model, block: dict, points: int = 200) -> dict:
     """The paper figure's data: true curve, K support points, prediction before/after adaptation."""
-    algo, learner = model.algorithm, model.trainer.learner
+    algo, learner, device = model.algorithm, model.trainer.learner, model.trainer.device
     support = (block["support_x"][0, 0].float(), block["support_y"][0, 0].float())
     amplitude, frequency, phase = block["curves"][0].tolist()
     x = torch.linspace(float(block["query_x"][0, 0]), float(block["query_x"][0, -1]), points).view(-1, 1)
     with torch.no_grad():
-        path = algo.adaptation_path(model.meta_params, support, model.trainer.loss, algo.eval_inner_steps)
-        before, after = (torch.func.functional_call(learner, p, (x,)) for p in (path[0], path[-1]))
+        path = algo.adaptation_path(model.meta_params, to_device(support, device), model.trainer.loss,
+                                    algo.eval_inner_steps)
+        before, after = (torch.func.functional_call(learner, p, (x.to(device),)) for p in (path[0], path[-1]))
     return {"x": x.flatten().tolist(), "true": (amplitude * torch.sin(frequency * x + phase)).flatten().tolist(),
             "before": before.flatten().tolist(), "after": after.flatten().tolist(),
             "support_x": support[0].flatten().tolist(), "support_y": support[1].flatten().tolist(),

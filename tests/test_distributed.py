@@ -1,0 +1,201 @@
+"""torch.distributed over the meta-batch (issue 12 item 2), with 2 gloo processes on the CPU.
+
+N processes compute the same meta-batch as one (sampling keyed by the global task index, the
+shards' weighted gradients summed by an all-reduce), so in float64 the 2-process meta-gradient
+equals the 1-process one to rounding (1e-12) for every algorithm and supervised family; a
+20-iteration run launched with torchrun matches the 1-process run; only rank 0 writes; a rank
+that dies fails the run (no hang) and leaves a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from metalearning import commands
+from metalearning.checkpoints import load_checkpoint
+from metalearning.core.shards import shard_bounds, task_slice, weighted_meta_gradient
+from tests import distributed_workers as workers
+from tests.conftest import REPO
+from tests.test_families import ALGORITHMS, FAMILIES, REFUSED
+
+SINE = [REPO / "configs" / "experiments" / "maml_sine_5shot.gin"]
+SHORT = ["MetaTrainer.meta_iterations = 20", "MetaTrainer.log_every = 5", "MetaTrainer.meta_batch_size = 5",
+         "MetaTrainer.meta_val_tasks = 4"]
+
+
+def _records(runs_dir: Path) -> list[dict]:
+    """Sacred's file-store records: run.json with the run's config.json as ``config``."""
+    found = []
+    for run in sorted(p for p in runs_dir.iterdir() if p.name.isdigit()):
+        found.append({**json.loads((run / "run.json").read_text()),
+                      "config": json.loads((run / "config.json").read_text())})
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(fn, *args, world: int = 2) -> None:
+    mp.start_processes(fn, args=(world, _free_port(), *args), nprocs=world, start_method="spawn", join=True)
+
+
+def test_shards_sum_to_the_whole_meta_batch_gradient(small_model):
+    """The identity the processes rely on, in one process: Σ_shards (n_j/n)·mean_j = mean (float64),
+    for shards of any size and chunks of any size, MAML's second-order gradient included."""
+    from metalearning.core.algorithms import MAML
+    from metalearning.core.functional import make_loss
+    from metalearning.tasks.sine import SineTasks
+
+    loss = make_loss(small_model, torch.nn.functional.mse_loss)
+    algo = MAML(inner_lr=0.01, inner_steps=2, eval_inner_steps=2, first_order=False)
+    meta = algo.init_meta_params(dict(small_model.named_parameters()), torch.Generator())
+    tasks = SineTasks(support_size=5, query_size=5).sample(7, torch.Generator().manual_seed(1), dtype=torch.float64)
+    whole, whole_loss = algo.meta_gradient(meta, tasks, loss)
+    for world, chunk in ((2, None), (3, 2), (7, 1), (1, 3)):
+        total = {k: torch.zeros_like(v) for k, v in whole["theta"].items()}
+        total_loss = 0
+        for rank in range(world):
+            start, stop = shard_bounds(7, rank, world)
+            g, part = weighted_meta_gradient(algo, meta, task_slice(tasks, start, stop), loss, total=7, chunk=chunk)
+            total = {k: total[k] + g["theta"][k] for k in total}
+            total_loss = total_loss + part
+        for k in total:
+            torch.testing.assert_close(total[k], whole["theta"][k], rtol=0, atol=1e-12)
+        torch.testing.assert_close(total_loss, whole_loss, rtol=0, atol=1e-12)
+
+
+def test_shard_bounds_cover_the_meta_batch_once():
+    for n in (1, 5, 32):
+        for world in range(1, min(n, 5) + 1):
+            bounds = [shard_bounds(n, r, world) for r in range(world)]
+            assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+            assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_two_processes_give_the_one_process_meta_update_for_every_algorithm_and_family(tmp_path):
+    """float64, one meta-iteration of 3 tasks (shares of 2 and 1): the gradient rule's meta-gradient
+    and, for meta-RL, the rollouts' returns and TRPO's update (its gradient, CG on the summed
+    Hessian-vector products, the line search on summed losses) equal one process's to 1e-12."""
+    cases = []
+    for family in FAMILIES:
+        for algo in ALGORITHMS:
+            if (algo, family) in REFUSED:
+                continue
+            configs, bindings, _ = FAMILIES[family](algo, tmp_path / f"{family}_{algo}")
+            size = "meta_batch_size = 3" if family == "rl" else "MetaTrainer.meta_batch_size = 3"
+            cases.append((f"{algo}-{family}", configs, [*bindings, size]))
+    _spawn(workers.float64_meta_gradients, cases, str(tmp_path))
+    workers.float64_meta_gradients(0, 1, 0, cases, str(tmp_path))
+    one = torch.load(tmp_path / "grads_1_0.pt")
+    ranks = [torch.load(tmp_path / f"grads_2_{r}.pt") for r in range(2)]
+    assert len(one) == 16
+    for name, single in one.items():
+        assert single["params"][0].dtype == torch.float64
+        assert any((p - q).abs().max() > 0 for p, q in zip(single["params"], single["initial"])), name  # a step
+        if single["grads"] is not None:
+            assert any(g.abs().max() > 0 for g in single["grads"]), name  # a real gradient, not zeros
+        for shared in ranks:
+            for a, b in zip(single["grads"] or [], shared[name]["grads"] or []):
+                torch.testing.assert_close(b, a, rtol=0, atol=1e-12, msg=f"{name} meta-gradient")
+            # the sums' last-bit differences are amplified by the step itself: Adam's g/(|g| + ε) on
+            # near-zero entries (~1e-11 here) and TRPO's conjugate-gradient solve (~1e-8)
+            for a, b in zip(single["params"], shared[name]["params"]):
+                torch.testing.assert_close(b, a, rtol=0, atol=1e-7, msg=f"{name} updated meta-parameters")
+            # meta-RL: the rollouts' returns, TRPO's surrogate and its gradient norm before the step
+            before = {k: v for k, v in single["scalars"].items() if not k.startswith(("trpo.kl", "trpo.loss_after"))}
+            assert {k: shared[name]["scalars"][k] for k in before} == pytest.approx(before, rel=1e-12, abs=1e-12), name
+
+
+def _train_kwargs(tmp_path: Path, name: str, extra=()) -> dict:
+    return {"config_files": SINE, "bindings": [*SHORT, *extra], "seed": 3, "out_dir": tmp_path / name,
+            "runs_dir": tmp_path / f"{name}_runs", "progress": False, "checkpoint_every": 5}
+
+
+def test_torchrun_matches_one_process_and_only_rank_0_writes(tmp_path):
+    single = commands.train(**_train_kwargs(tmp_path, "one"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metalearning",
+           "train", "--config", str(SINE[0]), *[a for b in SHORT for a in ("--bind", b)], "--seed", "3",
+           "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "two_runs"), "--quiet",
+           "--checkpoint-every", "5"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
+    assert two["meta_iterations"] == 20
+    assert two["final_meta_train_loss"] == pytest.approx(single["final_meta_train_loss"], rel=1e-5)
+    p1, p2 = (load_checkpoint(tmp_path / d / "checkpoint.pt")["meta_params"]["theta"] for d in ("one", "two"))
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
+    runs = _records(tmp_path / "two_runs")
+    assert len(runs) == 1 and runs[0]["config"]["processes"] == 2  # one record: rank 0's
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(commands.RUN_FILES)
+    assert not (tmp_path / "runs").exists()  # the other rank wrote no default run store in its cwd
+
+
+def test_a_dying_rank_fails_the_run_without_a_hang_and_the_checkpoint_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("METALEARNING_DIST_TIMEOUT", "60")
+    kwargs = _train_kwargs(tmp_path, "run")
+    context = mp.start_processes(workers.train_command, args=(2, _free_port(), kwargs, 7), nprocs=2,
+                                 start_method="spawn", join=False)
+    rank0, rank1 = context.processes
+    rank0.join(timeout=120)  # rank 0 notices the dead peer by itself, well before the timeout
+    assert not rank0.is_alive(), "rank 0 hangs after its peer died"
+    rank1.join(timeout=10)
+    assert rank1.exitcode == 9 and rank0.exitcode == 1  # rank 0 failed with an error, not a signal
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert saved["iteration"] == 5  # the last checkpoint before the death, intact
+    runs = _records(tmp_path / "run_runs")
+    assert [r["status"] for r in runs] == ["FAILED"]
+    assert "ProcessLost: another of the run's 2 processes died" in "".join(runs[0]["fail_trace"])
+    resumed = commands.resume(tmp_path / "run" / "checkpoint.pt", runs_dir=tmp_path / "run_runs", progress=False)
+    assert resumed["meta_iterations"] == 20
+
+
+def test_a_training_stage_with_nproc_2_relaunches_itself_under_torchrun(tmp_path):
+    """params.yaml ``nproc`` (issue 12): the stage script is its own launcher."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["profiles"]["cpu"].update(sine_meta_iterations=6, nproc=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "pipeline" / "train.py"), "--task", "sine", "--experiment",
+                           "maml_sine_5shot", "--out", "model"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "model" / "train_metrics.json").read_text())["meta_iterations"] == 6
+    runs = _records(tmp_path / "runs")
+    assert len(runs) == 1 and runs[0]["config"]["processes"] == 2
+
+
+def test_meta_rl_trains_in_two_processes_like_in_one(tmp_path):
+    """Meta-RL under torchrun: each process rolls out its tasks; 4 meta-iterations (float32) match
+    one process's run closely (the per-task baseline fits differ in the last float32 bits)."""
+    from tests.test_families import RL_ALGORITHM, RL_NAV, RL_TINY
+
+    bindings = [*RL_TINY, *RL_ALGORITHM["maml"], "meta_batch_size = 3", "MetaTrainer.meta_iterations = 4"]
+    single = commands.train([RL_NAV], bindings, seed=1, out_dir=tmp_path / "one", runs_dir=tmp_path / "runs1",
+                            progress=False)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metalearning",
+           "train", "--config", str(RL_NAV), *[a for b in bindings for a in ("--bind", b)], "--seed", "1",
+           "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "runs2"), "--quiet"]
+    done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
+    for key in ("final_meta_train_pre_update_return", "final_meta_train_post_update_return", "best_iteration"):
+        assert two[key] == pytest.approx(single[key], rel=1e-4), key
+    assert len(_records(tmp_path / "runs2")) == 1
