@@ -125,28 +125,42 @@ def _train_kwargs(tmp_path: Path, name: str, extra=()) -> dict:
             "runs_dir": tmp_path / f"{name}_runs", "progress": False, "checkpoint_every": 5}
 
 
-def test_torchrun_matches_one_process_and_only_rank_0_writes(tmp_path):
-    single = commands.train(**_train_kwargs(tmp_path, "one"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 -m metalearning ARGS`` (the user's command)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metalearning",
-           "train", "--config", str(SINE[0]), *[a for b in SHORT for a in ("--bind", b)], "--seed", "3",
-           "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "two_runs"), "--quiet",
-           "--checkpoint-every", "5"]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+           *args]
+    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    two = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
+    return done
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    """A 20-iteration sine MAML run under torchrun with 2 processes (seed 3, checkpoints every 5)."""
+    tmp_path = tmp_path_factory.mktemp("torchrun")
+    _torchrun(tmp_path, "train", "--config", str(SINE[0]), *[a for b in SHORT for a in ("--bind", b)], "--seed", "3",
+              "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "two_runs"), "--quiet",
+              "--checkpoint-every", "5")
+    return tmp_path
+
+
+def test_torchrun_matches_one_process_and_only_rank_0_writes(two_process_run, tmp_path):
+    single = commands.train(**_train_kwargs(tmp_path, "one"))
+    two = json.loads((two_process_run / "two" / "train_metrics.json").read_text())
     assert two["meta_iterations"] == 20
     assert two["final_meta_train_loss"] == pytest.approx(single["final_meta_train_loss"], rel=1e-5)
-    p1, p2 = (load_checkpoint(tmp_path / d / "checkpoint.pt")["meta_params"]["theta"] for d in ("one", "two"))
+    p1, p2 = (load_checkpoint(d / "checkpoint.pt")["meta_params"]["theta"]
+              for d in (tmp_path / "one", two_process_run / "two"))
     for k in p1:
         torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
-    runs = _records(tmp_path / "two_runs")
+    runs = _records(two_process_run / "two_runs")
     assert len(runs) == 1 and runs[0]["config"]["processes"] == 2  # one record: rank 0's
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(commands.RUN_FILES)
-    assert not (tmp_path / "runs").exists()  # the other rank wrote no default run store in its cwd
+    assert sorted(p.name for p in (two_process_run / "two").iterdir()) == sorted(commands.RUN_FILES)
+    assert not (two_process_run / "runs").exists()  # the other rank wrote no default run store in its cwd
 
 
-def test_a_dying_rank_fails_the_run_without_a_hang_and_the_checkpoint_resumes(tmp_path, monkeypatch):
+def test_a_dying_rank_fails_the_run_without_a_hang_and_the_checkpoint_resumes(two_process_run, tmp_path, monkeypatch):
     monkeypatch.setenv("METALEARNING_DIST_TIMEOUT", "60")
     kwargs = _train_kwargs(tmp_path, "run")
     context = mp.start_processes(workers.train_command, args=(2, _free_port(), kwargs, 7), nprocs=2,
@@ -161,8 +175,15 @@ def test_a_dying_rank_fails_the_run_without_a_hang_and_the_checkpoint_resumes(tm
     runs = _records(tmp_path / "run_runs")
     assert [r["status"] for r in runs] == ["FAILED"]
     assert "ProcessLost: another of the run's 2 processes died" in "".join(runs[0]["fail_trace"])
-    resumed = commands.resume(tmp_path / "run" / "checkpoint.pt", runs_dir=tmp_path / "run_runs", progress=False)
-    assert resumed["meta_iterations"] == 20
+    # resumed under torchrun, the run ends bit-identical to the uninterrupted 2-process run
+    _torchrun(tmp_path, "resume", "--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--runs-dir",
+              str(tmp_path / "run_runs"), "--quiet", "--checkpoint-every", "5")
+    resumed = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    uninterrupted = load_checkpoint(two_process_run / "two" / "checkpoint.pt")
+    assert resumed["iteration"] == uninterrupted["iteration"] == 20
+    for k, p in uninterrupted["meta_params"]["theta"].items():
+        assert torch.equal(resumed["meta_params"]["theta"][k], p), k
+    assert [r["status"] for r in _records(tmp_path / "run_runs")] == ["FAILED", "COMPLETED"]
 
 
 def test_a_training_stage_with_nproc_2_relaunches_itself_under_torchrun(tmp_path):
@@ -189,13 +210,19 @@ def test_meta_rl_trains_in_two_processes_like_in_one(tmp_path):
     bindings = [*RL_TINY, *RL_ALGORITHM["maml"], "meta_batch_size = 3", "MetaTrainer.meta_iterations = 4"]
     single = commands.train([RL_NAV], bindings, seed=1, out_dir=tmp_path / "one", runs_dir=tmp_path / "runs1",
                             progress=False)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metalearning",
-           "train", "--config", str(RL_NAV), *[a for b in bindings for a in ("--bind", b)], "--seed", "1",
-           "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "runs2"), "--quiet"]
-    done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun(tmp_path, "train", "--config", str(RL_NAV), *[a for b in bindings for a in ("--bind", b)], "--seed", "1",
+              "--out", str(tmp_path / "two"), "--runs-dir", str(tmp_path / "runs2"), "--quiet")
     two = json.loads((tmp_path / "two" / "train_metrics.json").read_text())
     for key in ("final_meta_train_pre_update_return", "final_meta_train_post_update_return", "best_iteration"):
         assert two[key] == pytest.approx(single[key], rel=1e-4), key
     assert len(_records(tmp_path / "runs2")) == 1
+
+
+def test_meta_batch_chunks_give_the_same_training(tmp_path):
+    """MetaTrainer.meta_batch_chunk changes peak memory, not the run (to float32 rounding)."""
+    whole = commands.train(**_train_kwargs(tmp_path, "whole"))
+    chunked = commands.train(**_train_kwargs(tmp_path, "chunked", ["MetaTrainer.meta_batch_chunk = 2"]))
+    assert chunked["final_meta_train_loss"] == pytest.approx(whole["final_meta_train_loss"], rel=1e-5)
+    p1, p2 = (load_checkpoint(tmp_path / d / "checkpoint.pt")["meta_params"]["theta"] for d in ("whole", "chunked"))
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
