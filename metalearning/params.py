@@ -9,6 +9,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from metalearning.numerics import set_numerics
+
 DEFAULT_PARAMS = Path("params.yaml")
 PositiveInt = Field(ge=1)
 
@@ -99,6 +101,7 @@ class ParamsFile(_Strict):
     """The schema of params.yaml (every key DVC tracks and the stages read)."""
 
     profile: Literal["cpu", "paper"]
+    numerics: Literal["native", "portable"]  # metalearning.numerics: portable = the same bits on any AVX2 host
     seed: int
     threads: int = PositiveInt
     run_db: RunDB
@@ -144,10 +147,14 @@ def load_params(path: Path = DEFAULT_PARAMS, *, validate: bool = True) -> dict[s
 
 def stage_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """:func:`load_params` for a pipeline stage: a bad params file ends the stage with one line
-    naming the key at fault (exit code 2), not a traceback."""
+    naming the key at fault (exit code 2), not a traceback. Checks that the numerics in force
+    are ``numerics`` (dvc.yaml runs each stage with ``METALEARNING_NUMERICS=${numerics}``, so
+    ``import metalearning`` applied them before torch loaded)."""
     try:
-        return load_params(path)
-    except (FileNotFoundError, ParamsError) as err:
+        params = load_params(path)
+        set_numerics(params["numerics"], f"{path}: numerics")
+        return params
+    except (FileNotFoundError, ParamsError, RuntimeError) as err:
         print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources (hence setuptools<82 in the lock)
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     from sacred import SETTINGS, Experiment
+    from sacred.host_info import host_info_gatherer
     from sacred.observers import FileStorageObserver
 
 from metalearning.rundb.observers import MirrorObserver
@@ -27,6 +28,15 @@ SETTINGS.CONFIG.READ_ONLY_CONFIG = False
 DEFAULT_RUNS_DIR = Path("runs")
 
 
+@host_info_gatherer("numerics")
+def _numerics() -> dict[str, Any]:
+    """The run's numerics (mode, pinned kernel paths, CPU model and SIMD flags, torch build), so a
+    result can be traced to the kernels that computed it (metalearning.numerics)."""
+    from metalearning.numerics import numerics_info
+
+    return numerics_info()
+
+
 def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, Any],
                  runs_dir: Path = DEFAULT_RUNS_DIR, mongo_url: str | None = None,
                  mongo: MongoTarget | None = None) -> tuple[dict, Any]:
@@ -35,14 +45,15 @@ def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, An
     ``config`` becomes the run's config (it must hold ``seed``); ``body`` logs metrics with
     ``run.log_scalar`` (Python floats), adds artifacts with ``run.add_artifact`` and returns
     a dict of floats that Sacred stores as the run's result. Sacred records the git commit
-    and dirty flag of the repository holding this package, host info and the sources.
+    and dirty flag of the repository holding this package, host info (with the numerics in
+    force: :func:`metalearning.numerics.numerics_info`) and the sources.
 
     Stores: always the file store in ``runs_dir`` (which numbers the run). Also MongoDB, the
     first of: ``mongo`` (a ready ``MongoTarget``, e.g. over a mongomock client), ``mongo_url``,
     ``$METALEARNING_MONGO_URL``. If MongoDB is unreachable or fails mid-run, the run goes on and
     one ``RunDBWarning`` (URL redacted) says so.
     """
-    ex = Experiment(name, save_git_info=True)
+    ex = Experiment(name, save_git_info=True, additional_host_info=[_numerics])
     ex.observers.append(FileStorageObserver(str(runs_dir)))
     target = mongo if mongo is not None else _mongo_target(mongo_url)
     if target is not None:
