@@ -64,9 +64,9 @@ def _bench(args) -> None:
 
         bench_rollouts.main()
     elif args.config:
-        bench.print_data_share(args.config, args.bind, args.iterations, args.threads)
+        bench.print_data_share(args.config, args.bind, 50 if args.iterations is None else args.iterations, args.threads)
     else:
-        bench.main(args.iterations, args.threads)
+        bench.main(args.settings, args.iterations, args.threads, memory=not args.no_memory, device=args.device)
 
 
 def _adapt(args) -> None:
@@ -196,16 +196,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="file to write")
     p.set_defaults(fn=_split_sine)
 
-    p = command("bench", "vmap vs per-task-loop meta-training throughput; with --config, the "
-                "share of a meta-iteration spent sampling data",
-                "Measure meta-training throughput with tasks batched by vmap against a per-task loop; with "
-                "--config, the share of a meta-iteration spent sampling data; with --rollouts, the meta-RL "
-                "samplers' environment steps per second.")
-    p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s) "
-                   "(default: none: the built-in sine settings, vmap against the per-task loop)")
-    p.add_argument("--bind", action="append", default=[], help="extra gin binding (repeatable)")
-    p.add_argument("--iterations", type=int, default=50, help="meta-iterations timed")
+    p = command("bench", "ms per meta-iteration, GFLOP/s and peak memory of the vmap path, the per-task "
+                "loop and the peers' autograd loop; with --config, the share of a meta-iteration spent sampling data",
+                "For each setting (sine; Omniglot O1 with MAML and FOMAML; MiniImagenet O3, on synthetic images), "
+                "time the vmap path, the per-task loop, the peer libraries' per-task autograd loop and vmap in "
+                "chunks of one task on the same weights and meta-batches, interleaved: ms per meta-iteration, "
+                "the ratio to vmap, achieved GFLOP/s and % of a measured GEMM peak, peak and added RSS of each "
+                "path run alone in a fresh process, and max |dg| and |dθ| against vmap. With --config, the share of a "
+                "meta-iteration spent sampling data; with --rollouts, the meta-RL samplers' env-steps/s.")
+    p.add_argument("--settings", default=None, help="comma-separated settings or groups: sine (sine25, sine-maml, "
+                   "sine-metasgd), o1, o1-fomaml, o3, tiny, all (default: all; o3 takes minutes on 2 cores)")
+    p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s): the data "
+                   "share of its meta-iteration instead")
+    p.add_argument("--bind", action="append", default=[], help="extra gin binding (repeatable; with --config)")
+    p.add_argument("--iterations", type=int, default=None, help="meta-iterations timed (default: per setting, "
+                   "50 sine, 10 Omniglot, 3 MiniImagenet; 50 with --config)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes (one per path)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto: where the paths run (peak RSS is "
+                   "measured on the CPU only)")
     p.add_argument("--rollouts", action="store_true", help="env-steps/s of the meta-RL rollout samplers instead")
     p.set_defaults(fn=_bench)
     return parser
