@@ -59,3 +59,38 @@ def test_diverged_adaptation_is_named_not_printed_as_a_number(results, tmp_path)
     assert row.count("diverged") == 2 and "inf" not in row and "e+" not in row
     write_report(results, tmp_path, profile="cpu", params_note="", meta_test={"curves": 1, "repeats": 1, "seed": 1})
     assert (tmp_path / "test_curves.png").is_file()
+
+
+def test_paper_numbers_keep_the_papers_precision_and_say_what_their_interval_is():
+    from metalearning.report.fewshot import _paper, paper_point
+    from metalearning.report.paper_values import FEWSHOT, FEWSHOT_INTERVAL
+
+    maml = {"algorithm": "MAML", "ways": 5}
+    assert _paper("omniglot", maml, 1) == "98.7 ± 0.4% (transductive; 95% CI over tasks)"  # not 98.70 ± 0.40
+    assert _paper("miniimagenet", maml, 1) == "48.70 ± 1.84% (transductive; 95% CI over tasks)"
+    reptile = _paper("omniglot", {"algorithm": "Reptile", "ways": 5}, 1)
+    assert reptile.count("from the std. over 3 training seeds") == 2 and "95% CI" not in reptile
+    assert paper_point("omniglot", {"algorithm": "Reptile", "ways": 5}, 1) == (97.68, 0.04)  # the transductive one
+    assert paper_point("omniglot", {"algorithm": "MAML", "ways": 5}, 3) is None
+    for (algorithm, dataset, _, _), modes in FEWSHOT.items():
+        assert (algorithm, dataset) in FEWSHOT_INTERVAL
+        for acc, ci in modes.values():
+            assert isinstance(acc, str) and float(acc) > 0 and (ci is None or float(ci) > 0)
+
+
+def test_the_deviations_section_is_computed_from_the_experiment_file_and_the_profile(repo):
+    import yaml
+
+    from metalearning.report.deviations import binding_deviations, deviations_section
+
+    config = repo / "configs" / "experiments" / "metasgd_omniglot_5w1s.gin"
+    found = binding_deviations("m", config, ["filters = 32", "queries = 1", "ways = 5", "MetaTrainer.meta_iterations"
+                                             " = 1000"])
+    assert [(d.setting, d.paper, d.ours) for d in found] == [("filters", 64, 32), ("queries", 15, 1),
+                                                            ("MetaTrainer.meta_iterations", 60000, 1000)]  # not ways
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    text = deviations_section(params, "rl", repo / "params.yaml")
+    assert "| `metasgd_nav2d_fixed` | `MetaTrainer.meta_iterations` | `100` | `20` |" in text
+    params["profile"] = "paper"
+    assert "None: this profile trains every experiment file as it is." in deviations_section(params, "rl",
+                                                                                             repo / "params.yaml")

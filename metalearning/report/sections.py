@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from metalearning.params import active_profile, episode_set_names, load_params, omniglot_variant
+from metalearning.report.deviations import deviations_section
 
 FEWSHOT_SECTIONS = ("omniglot", "miniimagenet")
 
@@ -85,6 +86,8 @@ def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), 
     if task not in writers:
         raise ValueError(f"no report for params section {task!r} (reports: {', '.join(writers)})")
     out = out or Path("reports") / task
-    writers[task](load_params(params_path), params_path, metrics or Path("metrics") / task,
-                  models or Path("models") / task, out)
+    params = load_params(params_path)
+    writers[task](params, params_path, metrics or Path("metrics") / task, models or Path("models") / task, out)
+    page = out / "README.md"
+    page.write_text(page.read_text().rstrip("\n") + "\n\n" + deviations_section(params, task, params_path))
     return out
