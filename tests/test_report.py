@@ -94,3 +94,11 @@ def test_the_deviations_section_is_computed_from_the_experiment_file_and_the_pro
     params["profile"] = "paper"
     assert "None: this profile trains every experiment file as it is." in deviations_section(params, "rl",
                                                                                              repo / "params.yaml")
+
+
+def test_maml_table2_puts_the_run_on_mamls_own_family_first_and_keeps_it_out_of_metasgd_table1(results):
+    results["maml_paper_sine_10shot"] = {**_result("MAML", 10), "family": "sine_maml"}
+    assert "maml_paper_sine_10shot" not in table1(results)
+    rows = [line for line in maml_steps_table(results).splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `maml_paper_sine_10shot` | MAML's (ω = 1) | 10 |")
+    assert rows[1].startswith("| `maml_sine_5shot` | Meta-SGD's (ω ∈ [0.8, 1.2]) | 5 |")

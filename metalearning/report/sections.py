@@ -21,7 +21,8 @@ def _sine(params: dict, params_path: Path, metrics: Path, models: Path, out: Pat
     note = (f"Budget: every sine experiment was trained for {budget} meta-iterations (params.yaml "
             f"`profiles.{params['profile']}.sine_meta_iterations`); the papers use 60000 (Reptile's demo 30000)."
             if budget else "Budget: each experiment file's own (the papers') meta-iterations.")
-    results = load_results(list(params["sine"]["experiments"]), metrics, models)
+    families = {name: entry["family"] for name, entry in params["sine"]["experiments"].items()}
+    results = load_results(families, metrics, models)
     write_report(results, out, profile=params["profile"], params_note=note, meta_test=params["sine"]["meta_test"])
 
 

@@ -10,14 +10,19 @@ from metalearning.report.figures import plt, save_figure
 from metalearning.report.paper_values import MAML_TABLE2, METASGD_TABLE1
 
 
-def load_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
-    """Per experiment: meta-test curves/setting, qualitative data and the training curve rows."""
+def load_results(experiments: dict[str, str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
+    """Per experiment (name → its task family, params.yaml ``sine.experiments``): meta-test
+    curves/setting, qualitative data, the training curve rows and the family."""
     results = {}
-    for name in experiments:
+    for name, family in experiments.items():
         curves = read_json(metrics_dir / name / "curves.json")
         results[name] = {**curves, "qualitative": read_json(metrics_dir / name / "qualitative.json"),
-                         "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
+                         "learning_curve": read_csv(models_dir / name / "learning_curve.csv"), "family": family}
     return results
+
+
+FAMILIES = {"sine_metasgd": "Meta-SGD's (ω ∈ [0.8, 1.2])", "sine_maml": "MAML's (ω = 1)",
+            "sine_reptile": "Reptile's (ω = 1, b ∈ [0, 2π])"}
 
 
 DIVERGED = 1e3  # an adaptation whose mean MSE passes this has blown up (targets are ≤ 5 in size)
@@ -37,9 +42,11 @@ def _cell(ours: dict, paper: tuple[float, float] | None) -> str:
     return f"{text} ({paper[0]:.2f} ± {paper[1]:.2f})" if paper else f"{text} (—)"
 
 
-def _in_table1(setting: dict) -> bool:
-    """Meta-SGD's Table 1 compares MAML and Meta-SGD (and our FOMAML) after one step."""
-    return setting["algorithm"] in ("MAML", "MetaSGD", "FOMAML") and setting["eval_inner_steps"] == 1
+def _in_table1(result: dict) -> bool:
+    """Meta-SGD's Table 1 compares MAML and Meta-SGD (and our FOMAML) after one step, on its family."""
+    setting = result["setting"]
+    return (result.get("family", "sine_metasgd") == "sine_metasgd"
+            and setting["algorithm"] in ("MAML", "MetaSGD", "FOMAML") and setting["eval_inner_steps"] == 1)
 
 
 def table1(results: dict[str, dict]) -> str:
@@ -47,7 +54,7 @@ def table1(results: dict[str, dict]) -> str:
     rows = []
     for name, r in sorted(results.items(), key=lambda kv: (kv[1]["setting"]["train_shots"], kv[0])):
         s = r["setting"]
-        if not _in_table1(s):
+        if not _in_table1(r):
             continue
         paper = METASGD_TABLE1.get((s["algorithm"], s["train_shots"]), {})
         cells = [_cell(r["shots"][f"{k}shot"], paper.get(k)) for k in (5, 10, 20)]
@@ -59,15 +66,19 @@ def table1(results: dict[str, dict]) -> str:
 
 
 def maml_steps_table(results: dict[str, dict]) -> str:
-    """MAML's Table 2 row (5-shot MSE after 1/5/10 steps) next to our MAML runs' curves."""
+    """MAML's Table 2 row (5-shot MSE after 1/5/10 steps) next to our MAML runs' curves, MAML's
+    own family first (the comparable row)."""
     rows = []
-    for name, r in sorted(results.items()):
+    ordered = sorted(results.items(), key=lambda kv: (kv[1].get("family") != "sine_maml", kv[0]))
+    for name, r in ordered:
         if r["setting"]["algorithm"] != "MAML" or "5shot" not in r["shots"]:
             continue
         curve, ci = r["shots"]["5shot"]["curve_mse"], r["shots"]["5shot"]["curve_ci95"]
         cells = [f"{_mse(curve[k], ci[k])} ({MAML_TABLE2[k]:.2f})" for k in (1, 5, 10)]
-        rows.append(f"| `{name}` | {r['setting']['train_shots']} | " + " | ".join(cells) + " |")
-    header = "| experiment | training shots | 1 step | 5 steps | 10 steps |\n|---|---|---|---|---|"
+        family = FAMILIES.get(r.get("family", "sine_metasgd"), r.get("family"))
+        rows.append(f"| `{name}` | {family} | {r['setting']['train_shots']} | " + " | ".join(cells) + " |")
+    header = ("| experiment | family | training shots | 1 step | 5 steps | 10 steps |\n"
+              "|---|---|---|---|---|---|")
     return header + "\n" + "\n".join(rows)
 
 
@@ -77,7 +88,7 @@ def other_table(results: dict[str, dict]) -> str:
     rows = []
     for name, r in sorted(results.items()):
         s = r["setting"]
-        if _in_table1(s):
+        if _in_table1(r):
             continue
         by_k = sorted(r["shots"].items(), key=lambda kv: int(kv[0][:-4]))
         cells = [_mse(v["mse"], v["ci95"], digits=3) for _, v in by_k]
@@ -172,20 +183,20 @@ all algorithms. Paper values in parentheses; "—" where the paper has none. Bat
 
 ## MAML Table 2: 5-shot MSE after 1 / 5 / 10 inner steps
 
-The paper's numbers are for MAML's own family (ω = 1, trained with K = 10, batch not stated);
-ours are the MAML runs above on the Meta-SGD family (ω ∈ [0.8, 1.2]), evaluated with more steps
-than trained, so the rows are not the same experiment. "diverged" means the mean MSE over curves
-passed {DIVERGED:g}. MAML's Figure 3 keeps improving up to 10 steps; why these runs blow up after a
-few steps (the family, the training shots, or a bug) is not settled yet: MAML's own family is not
-in this pipeline.
+The paper's numbers are for MAML's own family (ω = 1, trained with K = 10 and one step, α = 0.01):
+`maml_paper_sine_10shot` is that experiment (meta-batch 25 as MAML's code; budget in the deviations
+section). The Meta-SGD-family MAML runs are listed below it for contrast: a different family,
+evaluated with more steps than trained. "diverged" means the mean MSE over curves passed
+{DIVERGED:g}. MAML's Figure 3 keeps improving up to 10 steps.
 
 {maml_steps_table(results)}
 
-## Other algorithms (no published sine number)
+## Other experiments
 
-Reptile on its own family (reptile.md §4: b ∈ [0, 2π], loss on 50 grid points); ANIL (only the
-output layer adapted) and MAML++ (5 steps, multi-step loss, learned per-step rates; its paper has
-no sine experiment) on Meta-SGD's family, 5-shot training, evaluated after their own test steps.
+Reptile on its own family (reptile.md §4: b ∈ [0, 2π], loss on 50 grid points; no published
+number, a figure only); ANIL (only the output layer adapted) and MAML++ (5 steps, multi-step loss,
+learned per-step rates; its paper has no sine experiment) on Meta-SGD's family, 5-shot training,
+evaluated after their own test steps; MAML on its own family (its Table 2 is above).
 
 {other_table(results)}
 
