@@ -183,11 +183,13 @@ all algorithms. Paper values in parentheses; "—" where the paper has none. Bat
 
 ## MAML Table 2: 5-shot MSE after 1 / 5 / 10 inner steps
 
-The paper's numbers are for MAML's own family (ω = 1, trained with K = 10 and one step, α = 0.01):
-`maml_paper_sine_10shot` is that experiment (meta-batch 25 as MAML's code; budget in the deviations
-section). The Meta-SGD-family MAML runs are listed below it for contrast: a different family,
-evaluated with more steps than trained. "diverged" means the mean MSE over curves passed
-{DIVERGED:g}. MAML's Figure 3 keeps improving up to 10 steps.
+The paper's numbers are for MAML's own family (ω = 1, trained with K = 10 and one step):
+`maml_paper_sine_10shot` is that experiment, with MAML's released code's meta-batch 25 and α = 0.001
+(the code's default, which its documented sinusoid command keeps; the paper's text says 0.01). With
+α = 0.01 the same run blows up from the third step, while MAML's Figure 3 keeps improving to 10
+steps (see the experiment file). The Meta-SGD-family MAML runs below it (α = 0.01, a different
+family, evaluated with more steps than trained) show that blow-up. "diverged" means the mean MSE
+over curves passed {DIVERGED:g}.
 
 {maml_steps_table(results)}
 
