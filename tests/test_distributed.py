@@ -192,7 +192,7 @@ def test_a_training_stage_with_nproc_2_relaunches_itself_under_torchrun(tmp_path
     params["profiles"]["cpu"].update(sine_meta_iterations=6, nproc=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "METALEARNING_NUMERICS": params["numerics"]}  # as dvc.yaml does
     done = subprocess.run([sys.executable, str(REPO / "pipeline" / "train.py"), "--task", "sine", "--experiment",
                            "maml_sine_5shot", "--out", "model"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
