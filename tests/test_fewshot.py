@@ -191,9 +191,10 @@ def test_report_table_labels_modes_episodes_and_papers(tmp_path):
     text = (tmp_path / "README.md").read_text()
     maml_row = next(line for line in text.splitlines() if "`maml_omniglot_5w1s`" in line)
     assert "96.00 ± 1.00%" in maml_row and "91.00 ± 1.00%" in maml_row and "| 600 |" in maml_row
-    assert "98.70 ± 0.40% (transductive)" in maml_row
+    assert "98.7 ± 0.4% (transductive; 95% CI over tasks)" in maml_row  # the paper's precision and interval
     reptile_row = next(line for line in text.splitlines() if "`reptile_omniglot_5w1s`" in line)
-    assert "95.39 ± 0.09% (non-transductive)" in reptile_row and "97.68 ± 0.04% (transductive)" in reptile_row
+    assert "95.39 ± 0.09% (non-transductive; from the std. over 3 training seeds)" in reptile_row
+    assert "97.68 ± 0.04% (transductive; from the std. over 3 training seeds)" in reptile_row
     assert "- a note" in text
     assert (tmp_path / "accuracy_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").is_file()
 
