@@ -46,7 +46,7 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
     """
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive number of meta-iterations, got {checkpoint_every}")
-    bindings = [*bindings, *device_binding(device)]
+    bindings = [*bindings, *devices.binding(device)]
     config_text = load_config(config_files, bindings)
     join_processes()
     origin = f"gin config {', '.join(map(str, config_files))}" + (f" + {list(bindings)}" if bindings else "")
@@ -65,11 +65,6 @@ def train(config_files: Sequence[Path], bindings: Sequence[str] = (), *, seed: i
 
     return _record_training(config_text, config, start, seed=seed, out_dir=Path(out_dir), runs_dir=runs_dir,
                             progress=progress, mongo_url=mongo_url)
-
-
-def device_binding(device: str | None) -> list[str]:
-    """The gin binding a ``--device`` option stands for (none when not given)."""
-    return [] if device is None else [f"MetaTrainer.device = {str(device)!r}"]
 
 
 def join_processes() -> distributed.World:

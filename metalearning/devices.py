@@ -47,6 +47,11 @@ def resolve(spec: str | torch.device, binding: str = "device") -> torch.device:
     return device
 
 
+def binding(device: str | None) -> list[str]:
+    """The gin binding a ``--device`` option stands for (none when not given)."""
+    return [] if device is None else [f"MetaTrainer.device = {str(device)!r}"]
+
+
 def to_device(tree: Any, device: torch.device) -> Any:
     """Every tensor leaf of ``tree`` on ``device`` (a no-op for leaves already there)."""
     return pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, tree)

@@ -108,7 +108,7 @@ def reduced_sum(tensor: Tensor) -> Tensor:
     if world().size == 1:
         return tensor
     total = tensor.detach().clone()
-    _collective(dist.all_reduce, total)
+    all_reduce_sum([total])
     return total
 
 

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import torch
 
+from metalearning import devices
 from metalearning.checkpoints import load_checkpoint
 from metalearning.config import build, load_config_text
 from metalearning.core.algorithms import MetaParams
-from metalearning.devices import to_device
 from metalearning.training import MetaTrainer
 
 
@@ -75,13 +75,12 @@ def load_model(checkpoint: Path | str, bindings: Sequence[str] = (), device: str
         raise ValueError(f"checkpoint {path} holds no gin config, meta-parameters and seed; it was not written by "
                          "`metalearning train`")
     origin = f"config stored in checkpoint {path}" + (f" with bindings {list(bindings)}" if bindings else "")
-    device_binding = [] if device is None else [f"MetaTrainer.device = {str(device)!r}"]
-    load_config_text("\n".join([ckpt["gin_config"], *bindings, *device_binding]), origin=origin)
+    load_config_text("\n".join([ckpt["gin_config"], *bindings, *devices.binding(device)]), origin=origin)
     torch.manual_seed(ckpt["seed"])  # builds the modules as training did; their parameters are the checkpoint's
     model = Model(build(MetaTrainer, origin), ckpt, path)
     for key in ("meta_params", "best_meta_params"):
         if key in ckpt:
-            ckpt[key] = to_device(ckpt[key], model.trainer.device)
+            ckpt[key] = devices.to_device(ckpt[key], model.trainer.device)
     _check_fits(model)
     _check_finite(model)
     return model

@@ -52,19 +52,9 @@ def sine_batch():
 
 def fake_omniglot(directory: Path, characters: int = 40) -> list[str]:
     """A random Omniglot-format array file and split in ``directory``; the gin bindings that use them."""
-    import numpy as np
+    from metalearning.data.omniglot import write_synthetic
 
-    from metalearning.data.arrays import save_arrays
-    from metalearning.data.omniglot import write_split
-
-    rng = np.random.default_rng(0)
-    names = np.array([f"alphabet{i % 4}/character{i:02d}" for i in range(characters)])
-    save_arrays(directory / "omniglot.npz", {
-        "images": rng.integers(0, 256, (characters, 20, 28, 28), dtype=np.uint8),
-        "characters": names, "alphabets": np.array([n.split("/")[0] for n in names])})
-    write_split(directory / "omniglot.npz", directory / "split.json", seed=0)
-    return [f"omniglot_classes.data_file = '{directory / 'omniglot.npz'}'",
-            f"omniglot_classes.split_file = '{directory / 'split.json'}'"]
+    return write_synthetic(directory, characters)
 
 
 def fake_miniimagenet(directory: Path, classes: int = 8, per_class: int = 20) -> list[str]:

@@ -60,21 +60,11 @@ def omniglot_bindings(work: Path, characters: int) -> tuple[list[str], str]:
     """Bindings to the pipeline's Omniglot arrays if present, else to a synthetic array."""
     data, split = REPO / "data" / "omniglot" / "omniglot.npz", REPO / "data" / "omniglot" / "split.json"
     if not (data.is_file() and split.is_file()):
-        import numpy as np
+        from metalearning.data.omniglot import write_synthetic
 
-        from metalearning.data.arrays import save_arrays
-        from metalearning.data.omniglot import write_split
-
-        rng = np.random.default_rng(0)
-        names = np.array([f"alphabet{i % 50}/character{i:04d}" for i in range(characters)])
-        data, split = work / "omniglot.npz", work / "split.json"
-        save_arrays(data, {"images": rng.integers(0, 256, (characters, 20, 28, 28), dtype=np.uint8),
-                           "characters": names, "alphabets": np.array([n.split("/")[0] for n in names])})
-        write_split(data, split, seed=0)
-        source = f"synthetic ({characters} characters)"
-    else:
-        source = str(data.relative_to(REPO))
-    return [f"omniglot_classes.data_file = '{data}'", f"omniglot_classes.split_file = '{split}'"], source
+        return write_synthetic(work, characters, alphabets=50), f"synthetic ({characters} characters)"
+    return ([f"omniglot_classes.data_file = '{data}'", f"omniglot_classes.split_file = '{split}'"],
+            str(data.relative_to(REPO)))
 
 
 def paper_setting(data: list[str], device: str, tiny: bool) -> list[str]:

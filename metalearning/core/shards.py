@@ -61,8 +61,9 @@ def weighted_meta_gradient(algorithm: MetaLearner, meta_params: MetaParams, task
     step = m if chunk is None else chunk
     grads, meta_loss = None, None
     for start in range(0, m, step):
-        piece = tasks if (start == 0 and step >= m) else task_slice(tasks, start, min(start + step, m))
-        size = min(start + step, m) - start
+        stop = min(start + step, m)
+        piece = tasks if stop - start == m else task_slice(tasks, start, stop)
+        size = stop - start
         g, part = algorithm.meta_gradient(meta_params, piece, loss, iteration=iteration, vectorize=vectorize)
         if size != total:  # the whole meta-batch at once keeps the algorithm's own result, bit for bit
             weight = size / total

@@ -30,10 +30,6 @@ HVP = Callable[[Tensor], Tensor]
 Reduce = Callable[[Tensor], Tensor]  # a process's share -> the sum over the processes (identity for one)
 
 
-def _alone(value: Tensor) -> Tensor:
-    return value
-
-
 def flatten(tree: Any) -> Tensor:
     """Every tensor leaf of ``tree`` (e.g. meta-parameters), detached, as one 1-D vector."""
     return torch.cat([leaf.detach().reshape(-1) for leaf in pytree.tree_leaves(tree)])
@@ -99,7 +95,7 @@ class TRPOStats(NamedTuple):
 
 def backtracking_line_search(objective: Objective, flat: Tensor, full_step: Tensor, loss_before: float, *,
                              max_kl: float, backtrack_ratio: float, max_steps: int,
-                             reduce: Reduce = _alone) -> tuple[Tensor, TRPOStats]:
+                             reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, TRPOStats]:
     """Try ``flat + ratio^j · full_step`` for j = 0, 1, …; accept the first that lowers the loss
     with KL ≤ ``max_kl``; keep ``flat`` if none does (rllab's rule)."""
     with torch.no_grad():
@@ -132,7 +128,7 @@ class TRPO:
     ls_max_steps: int
 
     def step_direction(self, loss: Tensor, kl: Tensor, flat: Tensor,
-                       reduce: Reduce = _alone) -> tuple[Tensor, Tensor]:
+                       reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, Tensor]:
         """(full step ``√(2δ / sᵀHs)·s`` with ``H s = −g``; the gradient g), at ``flat``.
 
         ``reduce`` sums a process's share of g and of every H·v over the processes, when
@@ -149,7 +145,8 @@ class TRPO:
         shs = (direction @ hvp(direction)).clamp_min(1e-20)
         return torch.sqrt(2 * self.max_kl / shs) * direction, g
 
-    def step(self, objective: Objective, flat: Tensor, reduce: Reduce = _alone) -> tuple[Tensor, TRPOStats]:
+    def step(self, objective: Objective, flat: Tensor,
+             reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, TRPOStats]:
         """One TRPO update of the 1-D parameter vector ``flat``.
 
         With several processes, ``objective`` gives this process's weighted share of the loss and
@@ -183,16 +180,14 @@ class TRPOStep:
     meta_params: Any
 
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
-        processes = distributed.world()
-        # this process's tasks' share of the meta-batch means (all of it in one process)
-        weight = 1.0 if processes.size == 1 else num_tasks(batch.tasks) / self.trainer.meta_batch_size
+        # this process's tasks' share of the meta-batch means (all of it, 1.0, in one process)
+        weight = num_tasks(batch.tasks) / self.trainer.meta_batch_size
 
         def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
             loss, kl = self.trainer.tasks.objective(self.trainer, unflatten(flat, self.meta_params), batch.tasks)
             return (loss, kl) if weight == 1.0 else (weight * loss, weight * kl)
 
-        reduce = _alone if processes.size == 1 else distributed.reduced_sum
-        new_flat, stats = self.trpo.step(objective, flatten(self.meta_params), reduce)
+        new_flat, stats = self.trpo.step(objective, flatten(self.meta_params))
         checked = {"surrogate loss": stats.loss_before, "gradient norm": stats.grad_norm,
                    "updated meta-parameters": float(new_flat.abs().sum())}
         for name, value in checked.items():
