@@ -63,6 +63,10 @@ def _bench(args) -> None:
         from metalearning.rl import bench_rollouts
 
         bench_rollouts.main()
+    elif args.trpo:
+        from metalearning.rl import bench_trpo
+
+        bench_trpo.main(args.config, args.bind, args.iterations, args.threads)
     elif args.config:
         bench.print_data_share(args.config, args.bind, 50 if args.iterations is None else args.iterations, args.threads)
     else:
@@ -203,7 +207,8 @@ def _parser() -> argparse.ArgumentParser:
                 "chunks of one task on the same weights and meta-batches, interleaved: ms per meta-iteration, "
                 "the ratio to vmap, achieved GFLOP/s and % of a measured GEMM peak, peak and added RSS of each "
                 "path run alone in a fresh process, and max |dg| and |dθ| against vmap. With --config, the share of a "
-                "meta-iteration spent sampling data; with --rollouts, the meta-RL samplers' env-steps/s.")
+                "meta-iteration spent sampling data; with --rollouts, the meta-RL samplers' env-steps/s; with --trpo, "
+                "the meta-RL iteration's phases per Hessian-vector-product method.")
     p.add_argument("--settings", default=None, help="comma-separated settings or groups: sine (sine25, sine-maml, "
                    "sine-metasgd), o1, o1-fomaml, o3, tiny, all (default: all; o3 takes minutes on 2 cores)")
     p.add_argument("--config", type=Path, action="append", default=[], help="experiment gin file(s): the data "
@@ -216,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto: where the paths run (peak RSS is "
                    "measured on the CPU only)")
     p.add_argument("--rollouts", action="store_true", help="env-steps/s of the meta-RL rollout samplers instead")
+    p.add_argument("--trpo", action="store_true", help="a meta-RL meta-iteration split into rollouts / TRPO setup / "
+                   "conjugate gradient / line search for each Hessian-vector-product method instead (--config: "
+                   "meta-RL experiment files; default: MAML-TRPO and Meta-SGD-TRPO on 2D navigation, 1 thread)")
     p.set_defaults(fn=_bench)
     return parser
 

@@ -91,6 +91,7 @@ class RLExperimentParams(_Strict):
 
 class RL(_Strict):
     threads: int = PositiveInt
+    nproc: int | None = Field(default=None, ge=1)  # processes per RL training stage; None: the profile's
     meta_test_seed: int
     navigation: dict[str, RLExperimentParams]
     locomotion: dict[str, RLExperimentParams]
@@ -194,12 +195,14 @@ def sine_bindings(params: dict, origin: Path = DEFAULT_PARAMS) -> list[str]:
     return [] if iterations is None else [f"MetaTrainer.meta_iterations = {int(iterations)}"]
 
 
-def stage_launch(params: dict, origin: Path = DEFAULT_PARAMS) -> tuple[str | None, int]:
+def stage_launch(params: dict, origin: Path = DEFAULT_PARAMS, task: str | None = None) -> tuple[str | None, int]:
     """(device, processes) of a stage under the active profile. The device is None for ``cpu``,
-    MetaTrainer's default: a cpu stage adds no binding to the configs it records."""
+    MetaTrainer's default: a cpu stage adds no binding to the configs it records. A task
+    section's own ``nproc`` (e.g. ``rl.nproc``: rollouts are CPU work) overrides the profile's."""
     profile = active_profile(params, origin)
     device = str(profile.get("device", "cpu"))
-    return (None if device == "cpu" else device), int(profile.get("nproc", 1))
+    own = params.get(task, {}).get("nproc") if task else None  # validated by ParamsFile
+    return (None if device == "cpu" else device), int(own if own is not None else profile.get("nproc", 1))
 
 
 def omniglot_variant(params: dict, origin: Path = DEFAULT_PARAMS) -> str:

@@ -37,6 +37,21 @@ def _numerics() -> dict[str, Any]:
     return numerics_info()
 
 
+@host_info_gatherer("environments")
+def _environments() -> dict[str, Any]:
+    """Versions of the simulators a meta-RL result depends on: gymnasium and MuJoCo (None when
+    not installed; the 2D navigation needs only gymnasium)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
+    return {"gymnasium": installed("gymnasium"), "mujoco": installed("mujoco")}
+
+
 def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, Any],
                  runs_dir: Path = DEFAULT_RUNS_DIR, mongo_url: str | None = None,
                  mongo: MongoTarget | None = None) -> tuple[dict, Any]:
@@ -46,14 +61,15 @@ def recorded_run(name: str, body: Callable[[Any], dict], *, config: dict[str, An
     ``run.log_scalar`` (Python floats), adds artifacts with ``run.add_artifact`` and returns
     a dict of floats that Sacred stores as the run's result. Sacred records the git commit
     and dirty flag of the repository holding this package, host info (with the numerics in
-    force: :func:`metalearning.numerics.numerics_info`) and the sources.
+    force: :func:`metalearning.numerics.numerics_info`, and the gymnasium and MuJoCo versions)
+    and the sources.
 
     Stores: always the file store in ``runs_dir`` (which numbers the run). Also MongoDB, the
     first of: ``mongo`` (a ready ``MongoTarget``, e.g. over a mongomock client), ``mongo_url``,
     ``$METALEARNING_MONGO_URL``. If MongoDB is unreachable or fails mid-run, the run goes on and
     one ``RunDBWarning`` (URL redacted) says so.
     """
-    ex = Experiment(name, save_git_info=True, additional_host_info=[_numerics])
+    ex = Experiment(name, save_git_info=True, additional_host_info=[_numerics, _environments])
     ex.observers.append(FileStorageObserver(str(runs_dir)))
     target = mongo if mongo is not None else _mongo_target(mongo_url)
     if target is not None:

@@ -21,7 +21,7 @@ parser.add_argument("--params", type=Path, default=Path("params.yaml"))
 args = parser.parse_args()
 
 params = stage_params(args.params)
-device, nproc = stage_launch(params, args.params)
+device, nproc = stage_launch(params, args.params, args.task)
 if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the stage is the launcher: torchrun runs this script N times
     os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                               f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])

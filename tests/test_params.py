@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metalearning.params import ParamsError, check_params, load_params
+from metalearning.params import ParamsError, check_params, load_params, stage_launch
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -43,6 +43,7 @@ BAD = [
     ("omniglot.threads", "2", r"omniglot\.threads: Input should be a valid integer"),
     ("profiles.paper.device", "gpu", r"profiles\.paper\.device: String should match pattern .*\(got 'gpu'\)"),
     ("profiles.cpu.nproc", 0, r"profiles\.cpu\.nproc: Input should be greater than or equal to 1"),
+    ("rl.nproc", 0, r"rl\.nproc: Input should be greater than or equal to 1"),
 ]
 
 
@@ -75,3 +76,14 @@ def test_a_stage_stops_on_a_bad_params_file_with_one_line(script, tmp_path):
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
     assert "profile: Input should be 'cpu' or 'paper'" in out.stderr
     assert not (tmp_path / "m").exists() and not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_task_sections_nproc_overrides_the_profiles():
+    """``rl.nproc`` sets the RL training stages' processes; other tasks (and RL without it) use the profile's."""
+    params = copy.deepcopy(PARAMS)
+    params["profiles"]["cpu"]["nproc"], params["rl"]["nproc"] = 1, 2
+    assert stage_launch(params, task="rl") == (None, 2)
+    assert stage_launch(params, task="omniglot") == stage_launch(params, task="sine") == (None, 1)
+    del params["rl"]["nproc"]
+    params["profiles"]["cpu"]["nproc"] = 3
+    assert stage_launch(params, task="rl") == (None, 3)

@@ -33,7 +33,7 @@ def _tiny_params() -> dict:
                "eval_tasks = 3", "eval_trajectories = 2", "MetaRL.plotted_tasks = 2",
                "BatchNavigation2D.horizon = 5"]
     params["rl"]["experiments"] = {"maml_nav2d_fixed": {"cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"]},
-                                   "random_nav2d_squared": {"cpu": list(rl_tiny)}}
+                                   "random_nav2d": {"cpu": list(rl_tiny)}}
     return params
 
 
@@ -72,7 +72,7 @@ def test_repro_writes_every_stage_output(pipeline_dir):
                 "metrics/omniglot/maml_omniglot_5w1s/5w1s/metrics.json",
                 "metrics/omniglot/maml_omniglot_5w1s/5w2s/metrics.json", "reports/omniglot/README.md",
                 "reports/omniglot/accuracy_vs_steps.png", "models/rl/maml_nav2d_fixed/checkpoint.pt",
-                "metrics/rl/random_nav2d_squared/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png"]:
+                "metrics/rl/random_nav2d/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png"]:
         assert (pipeline_dir / rel).is_file(), rel
     assert "maml_sine_5shot" in (pipeline_dir / "reports/sine/README.md").read_text()
     report = (pipeline_dir / "reports/omniglot/README.md").read_text()

@@ -24,8 +24,10 @@ RL_EXPERIMENT = REPO / "configs" / "rl" / "experiments" / "metasgd_nav2d_random.
 RL_BINDINGS = ["GaussianMLPPolicy.hidden = (16,)", "meta_batch_size = 3", "trajectories = 4", "TRPO.cg_iters = 3",
                "BatchNavigation2D.horizon = 20", "MetaTrainer.meta_iterations = 40",
                "MetaTrainer.log_every = 3"]  # checkpoints (every 4) fall mid-window: the window is resumed too
+MAML_RL_EXPERIMENT = REPO / "configs" / "rl" / "experiments" / "maml_nav2d.gin"
 # family -> (experiment, bindings, iterations, checkpoint every)
-RUNS = {"sine": (EXPERIMENT, BINDINGS, 600, 100), "rl": (RL_EXPERIMENT, RL_BINDINGS, 40, 4)}
+RUNS = {"sine": (EXPERIMENT, BINDINGS, 600, 100), "rl": (RL_EXPERIMENT, RL_BINDINGS, 40, 4),
+        "rl_maml": (MAML_RL_EXPERIMENT, RL_BINDINGS, 40, 4)}
 
 
 def _cmd(*args):
@@ -65,6 +67,11 @@ def rl_reference(tmp_path_factory):
     return _reference(tmp_path_factory, "rl")
 
 
+@pytest.fixture(scope="module")
+def rl_maml_reference(tmp_path_factory):
+    return _reference(tmp_path_factory, "rl_maml")
+
+
 def _assert_same_run(model: Path, reference: Path, iterations: int = 600):
     got, want = load_checkpoint(model / "checkpoint.pt"), load_checkpoint(reference / "checkpoint.pt")
     assert got["iteration"] == want["iteration"] == iterations
@@ -80,12 +87,13 @@ def _assert_same_run(model: Path, reference: Path, iterations: int = 600):
         strip(json.loads((reference / "train_metrics.json").read_text()))
 
 
-@pytest.mark.parametrize("family", ["sine", "rl"])
+@pytest.mark.parametrize("family", ["sine", "rl", "rl_maml"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, family, request):
     """Killed mid-run, resumed from its last checkpoint: the same parameters, learning curve and
-    metrics as an uninterrupted run (meta-RL: also the best meta-parameters and their iteration,
-    the rollouts' RNG, and TRPO's updates)."""
-    reference = request.getfixturevalue("reference" if family == "sine" else "rl_reference")
+    metrics as an uninterrupted run (meta-RL, Meta-SGD-TRPO and second-order MAML-TRPO: also the
+    best meta-parameters and their iteration, the rollouts' RNG, and TRPO's updates)."""
+    reference = request.getfixturevalue({"sine": "reference", "rl": "rl_reference",
+                                         "rl_maml": "rl_maml_reference"}[family])
     iterations = RUNS[family][2]
     proc = subprocess.Popen(_train_cmd(tmp_path / "model", tmp_path / "runs", family),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,9 +175,14 @@ class _NanObjectiveAfter:
         self.calls += 1
         return self.family.meta_batch(*args, **kwargs)
 
-    def objective(self, *args, **kwargs):
-        loss, kl = self.family.objective(*args, **kwargs)
-        return (loss * float("nan"), kl) if self.calls >= self.n else (loss, kl)
+    def objective_parts(self, *args, **kwargs):
+        inner, outer = self.family.objective_parts(*args, **kwargs)
+
+        def poisoned(adapted):
+            loss, kl = outer(adapted)
+            return (loss * float("nan"), kl) if self.calls >= self.n else (loss, kl)
+
+        return inner, poisoned
 
 
 def test_rl_nan_stops_with_reason_and_keeps_last_finite_checkpoint(tmp_path):

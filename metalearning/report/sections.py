@@ -60,15 +60,17 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
                                     "the papers' sizes (policy, meta-batch, trajectories, meta-test protocol) with "
                                     "fewer meta-iterations, params.yaml `rl.experiments.<name>.cpu` (the papers: up "
                                     "to 500 for MAML, 100 for Meta-SGD's comparison)."),
-        "Differences from the papers: TRPO's Hessian-vector products are exact (MAML used finite differences); the "
-        "pretrained and random-init baselines are fine-tuned with MAML's α = 0.1 (halved after the first step) "
-        "instead of a hand-tuned step size; Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL "
-        "initialisation).",
+        "Differences from the papers: TRPO's Hessian-vector products are exact by default (column \"TRPO H·v\"; "
+        "MAML's code used finite differences, `TRPO.hvp = 'finite_difference'`); the pretrained and random-init "
+        "baselines are fine-tuned with MAML's α = 0.1 (halved after the first step) instead of a hand-tuned step "
+        "size; Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL initialisation).",
         f"Every model's new tasks and episodes are drawn with the same seed (params.yaml `rl.meta_test_seed` = "
         f"{section['meta_test_seed']}): all models of a task family meet the same 600 tasks.",
-        "MAML's Table 4 curve is published for the squared-distance reward, but its 0-step return (−40.41) is what "
-        "the distance-reward variant gives here (`maml_nav2d_fixed`: see its 0-step column), and MAML's rllab code "
-        "computes −distance: the published curve was probably measured with the distance reward.",
+        "2D navigation as MAML's code runs it (cbfinn/maml_rl): the policy acts in [−1, 1], rllab's `normalize` "
+        "wrapper maps that onto velocities in [−0.1, 0.1] (clipped), an episode ends within 0.01 of the goal in "
+        "both coordinates, and the reward is −distance. maml.md §5.3's text says −squared distance, but its code "
+        "computes −distance and its 0-step return (−40.41) is ~100 × the mean distance from the origin to a goal "
+        "(0.38), so MAML's curve is compared on the distance reward.",
     ]
     if missing:
         notes.append(f"Not run in this profile: {', '.join(f'`{m}`' for m in missing)} (MuJoCo locomotion, "

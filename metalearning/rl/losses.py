@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 from metalearning.core.adapt import LossFn, Params
-from metalearning.rl.policy import distribution
+from metalearning.rl.policy import distribution, gaussian_params
 
 
 class PolicyBatch(NamedTuple):
@@ -79,9 +79,17 @@ def surrogate_loss(policy: nn.Module) -> Callable[[Params, SurrogateBatch], tupl
     """
 
     def loss_and_kl(params: Params, batch: SurrogateBatch) -> tuple[Tensor, Tensor]:
-        new, old = distribution(policy, params, batch.observations), old_distribution(batch)
-        ratio = torch.exp(new.log_prob(batch.actions) - old.log_prob(batch.actions))
-        loss = -masked_mean(ratio * batch.advantages, batch.mask)
-        return loss, masked_mean(kl_divergence(old, new), batch.mask)
+        return surrogate_of(gaussian_params(policy, params, batch.observations), batch)
 
     return loss_and_kl
+
+
+def surrogate_of(policy_outputs: tuple[Tensor, Tensor], batch: SurrogateBatch) -> tuple[Tensor, Tensor]:
+    """:func:`surrogate_loss` as a function of the new policy's (loc, scale) on the batch's
+    observations, ``[T, B, act_dim]`` each: the policy network's part of it factored out."""
+    loc, scale = policy_outputs
+    new = Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+    old = old_distribution(batch)
+    ratio = torch.exp(new.log_prob(batch.actions) - old.log_prob(batch.actions))
+    loss = -masked_mean(ratio * batch.advantages, batch.mask)
+    return loss, masked_mean(kl_divergence(old, new), batch.mask)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import gin
 import torch
@@ -44,7 +44,7 @@ from metalearning.core.family import MetaBatch
 from metalearning.core.shards import shard_bounds, task_slice
 from metalearning.devices import to_like
 from metalearning.evaluation import mean_ci95
-from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_loss
+from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_loss, surrogate_of
 from metalearning.rl.policy import ActFn, gaussian_params, make_task_act
 from metalearning.rl.returns import EpisodesLike, estimate_advantages
 from metalearning.rl.rollouts import ShardedGenerator, TaskShard
@@ -112,11 +112,36 @@ def task_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams
     return surrogate_loss(policy)(params, task.query)
 
 
+def meta_objective_parts(policy: nn.Module, algo: MetaLearner, tasks: RLTask, *, vectorize: bool = True
+                         ) -> tuple[Callable[[MetaParams], Any], Callable[[Any], tuple[Tensor, Tensor]]]:
+    """:func:`meta_objective` as ``outer(inner(meta_params))`` (TRPO's
+    :class:`~metalearning.rl.trpo.SplitObjective`).
+
+    ``inner``: meta-parameters → the adapted policies' (loc, scale) on their tasks' query
+    observations, ``[tasks, T, B, act_dim]`` each (adaptation θ ↦ θ'_i, then the policy network);
+    ``outer``: those → means over the meta-batch of (surrogate loss, KL), elementwise work only,
+    so the KL's Hessian in them is cheap. The KL's gradient there is 0 at the sampling policy.
+    """
+    def task_outputs(meta_params: MetaParams, task: RLTask) -> tuple[Tensor, Tensor]:
+        params = adapted_params(policy, algo, meta_params, task.support)
+        return gaussian_params(policy, params, task.query.observations)
+
+    def inner(meta_params: MetaParams) -> tuple[Tensor, Tensor]:
+        return over_tasks(task_outputs, meta_params, tasks, vectorize=vectorize)
+
+    def outer(outputs: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        losses, kls = over_tasks(lambda _, pair: surrogate_of(*pair), None, (outputs, tasks.query),
+                                 vectorize=vectorize)
+        return losses.mean(), kls.mean()
+
+    return inner, outer
+
+
 def meta_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, tasks: RLTask, *,
                    vectorize: bool = True) -> tuple[Tensor, Tensor]:
     """Means over the meta-batch of :func:`task_objective`: (surrogate loss, KL), scalars."""
-    losses, kls = over_tasks(partial(task_objective, policy, algo), meta_params, tasks, vectorize=vectorize)
-    return losses.mean(), kls.mean()
+    inner, outer = meta_objective_parts(policy, algo, tasks, vectorize=vectorize)
+    return outer(inner(meta_params))
 
 
 def policy_like(meta_params: MetaParams) -> Tensor:
@@ -223,6 +248,10 @@ class MetaRL:
         """TRPO's objective: (mean surrogate loss, mean KL) over the meta-batch at ``meta_params``."""
         return meta_objective(trainer.learner, trainer.algorithm, meta_params, tasks, vectorize=self.vectorize)
 
+    def objective_parts(self, trainer: Any, tasks: RLTask):
+        """:meth:`objective` as (adaptation, objective of the adapted policies): :func:`meta_objective_parts`."""
+        return meta_objective_parts(trainer.learner, trainer.algorithm, tasks, vectorize=self.vectorize)
+
     def validation_tasks(self, n: int, generator: torch.Generator) -> None:
         return None  # model selection uses the training returns (maml.md A.2)
 
@@ -279,12 +308,16 @@ class AdaptationEval:
         later_steps_lr_scale: α multiplier after the first step (maml.md A.2: 0.5; 1.0 keeps α).
         chunk_size: tasks sampled and adapted at once (bounds memory; results do not depend on it
             except through the order random numbers are drawn).
+        paper: the paper whose protocol this is (``"maml"``: maml.md Fig. 4 / Table 4-5;
+            ``"metasgd"``: meta-sgd.md Table 4), recorded with the results: the report compares
+            each result with that paper's numbers.
     """
 
     num_tasks: int
     trajectories: int
     later_steps_lr_scale: float
     chunk_size: int = 100
+    paper: str = ""
 
     def returns(self, trainer: Any, meta_params: MetaParams, generator: torch.Generator,
                 algorithm: MetaLearner | None = None) -> Tensor:

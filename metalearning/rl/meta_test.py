@@ -11,7 +11,7 @@ from torch import Tensor
 
 from metalearning.core.algorithms import MetaParams
 from metalearning.core.family import MetaTestResult
-from metalearning.rl.envs.navigation import MAX_SPEED
+from metalearning.rl.envs.navigation import velocity
 from metalearning.rl.meta_rl import adaptation_returns
 from metalearning.rl.rollouts import Episodes
 from metalearning.rl.task_families import NavigationFamily
@@ -50,7 +50,8 @@ def describe(model: Model) -> dict[str, Any]:
             "task": task_description(family.tasks), "meta_iterations": model.iteration,
             "best_iteration": model.checkpoint.get("best_iteration", 0), "meta_batch_size": trainer.meta_batch_size,
             "trajectories": family.support_trajectories, "inner_steps": algo.inner_steps,
-            "eval_inner_steps": algo.eval_inner_steps, "seed": model.seed}
+            "eval_inner_steps": algo.eval_inner_steps, "seed": model.seed,
+            "hvp": getattr(trainer.outer_rule, "hvp", None)}  # TRPO's Hessian-vector products
 
 
 def protocol(model: Model) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def episode_path(episodes: Episodes, task: int, trajectory: int) -> list[list[fl
     """
     length = int(episodes.mask[task, :, trajectory].sum())
     positions = episodes.observations[task, :length, trajectory, :2]
-    last = positions[-1] + episodes.actions[task, length - 1, trajectory].clamp(-MAX_SPEED, MAX_SPEED)
+    last = positions[-1] + velocity(episodes.actions[task, length - 1, trajectory])
     return torch.cat([positions, last.unsqueeze(0)]).round(decimals=4).tolist()
 
 
@@ -130,6 +131,7 @@ def meta_test(model: Model, test_set: Any) -> MetaTestResult:
     if isinstance(model.family.tasks, NavigationFamily):
         paths = navigation_paths(model, torch.Generator().manual_seed(model.family.eval_seed + PATHS_SEED_OFFSET))
     files = {"metrics.json": {**metrics, **protocol(model)},
-             "curves.json": {"setting": describe(model), "meta_test": protocol(model), **summary},
+             "curves.json": {"setting": describe(model),
+                             "meta_test": {**protocol(model), "paper": model.family.evaluation.paper}, **summary},
              "trajectories.json": paths}
     return MetaTestResult({f"{stat}_{k}": v[stat] for k, v in metrics.items() for stat in ("return", "ci95")}, files)

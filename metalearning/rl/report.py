@@ -16,16 +16,24 @@ from metalearning.rl.paper_values import (
 )
 
 METHOD_ORDER = ("MAML", "FOMAML", "MetaSGD", "ANIL", "pretrained", "random init", "oracle")
+# Result groups (task family / the paper whose protocol the meta-test follows), in report order.
 NAV2D_TITLES = {
-    "nav2d-squared-fixed": "2D navigation, squared distance (MAML's)",
-    "nav2d-distance-fixed": "2D navigation, distance, fixed start (Meta-SGD's)",
-    "nav2d-distance-random": "2D navigation, distance, varying start (Meta-SGD's)",
+    "nav2d-distance-fixed/maml": "2D navigation, MAML's Fig. 4 (reward −distance, as MAML's code computes it; "
+                                 "40 trajectories per step)",
+    "nav2d-squared-fixed/maml": "2D navigation, MAML's Fig. 4 protocol with the reward of maml.md §5.3's text "
+                                "(−squared distance)",
+    "nav2d-distance-fixed/metasgd": "2D navigation, distance, fixed start (Meta-SGD's)",
+    "nav2d-distance-random/metasgd": "2D navigation, distance, varying start (Meta-SGD's)",
 }
-# Published curves drawn beside ours: task key -> (label, {steps: return}).
+# Published curves drawn beside ours: group -> (label, {steps: return}).
 PAPER_CURVES = {
-    "nav2d-squared-fixed": ("MAML (paper, maml.md Table 4)", MAML_NAV2D_RETURNS),
-    "HalfCheetahDir": ("MAML (paper, maml.md Table 5)", MAML_CHEETAH_DIR_RETURNS),
+    "nav2d-distance-fixed/maml": ("MAML (paper, maml.md Table 4)", MAML_NAV2D_RETURNS),
+    "HalfCheetahDir/maml": ("MAML (paper, maml.md Table 5)", MAML_CHEETAH_DIR_RETURNS),
 }
+
+
+HVP_LABELS = {"composed": "exact (Jᵀ∇²KL J)", "direct": "exact (3rd derivatives)",
+              "finite_difference": "finite differences (MAML's code)"}
 
 
 def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
@@ -43,6 +51,13 @@ def task_key(task: dict[str, Any]) -> str:
     return task["family"]
 
 
+def group_key(result: dict[str, Any]) -> str:
+    """The report group of a result: its task family and the paper whose meta-test protocol it
+    follows (``AdaptationEval.paper``), e.g. ``nav2d-distance-fixed/maml``."""
+    paper = result.get("meta_test", {}).get("paper", "")
+    return task_key(result["setting"]["task"]) + (f"/{paper}" if paper else "")
+
+
 def _title(key: str) -> str:
     return NAV2D_TITLES.get(key, key)
 
@@ -50,7 +65,7 @@ def _title(key: str) -> str:
 def _ordered(results: dict[str, dict]) -> list[tuple[str, dict]]:
     def rank(item: tuple[str, dict]) -> tuple:
         method = item[1]["setting"]["method"]
-        return task_key(item[1]["setting"]["task"]), METHOD_ORDER.index(method), item[0]
+        return group_key(item[1]), METHOD_ORDER.index(method), item[0]
 
     return sorted(results.items(), key=rank)
 
@@ -65,7 +80,7 @@ def _budget(setting: dict) -> str:
 
 def steps_table(results: dict[str, dict], key: str) -> str:
     """Return after 0 … k steps for every model of task family ``key``, the paper's curve last."""
-    chosen = [(n, r) for n, r in _ordered(results) if task_key(r["setting"]["task"]) == key]
+    chosen = [(n, r) for n, r in _ordered(results) if group_key(r) == key]
     steps = max([len(r["return_mean"]) for _, r in chosen] + [len(PAPER_CURVES.get(key, ("", {}))[1])])
     columns = " | ".join(f"{k} step{'' if k == 1 else 's'}" for k in range(steps))
     head = f"| experiment | model | meta-iterations (best) | {columns} |\n|---|---|---|" + "---|" * steps
@@ -92,7 +107,7 @@ def metasgd_table4(results: dict[str, dict]) -> str:
         cells = []
         for start in ("fixed", "random"):
             ours = [r for _, r in _ordered(results)
-                    if r["setting"]["method"] == method and task_key(r["setting"]["task"]) == f"nav2d-distance-{start}"]
+                    if r["setting"]["method"] == method and group_key(r) == f"nav2d-distance-{start}/metasgd"]
             paper = "(paper {:.2f} ± {:.2f})".format(*METASGD_TABLE4[(method, start)])
             text = "; ".join(_ret(r["return_mean"][1], r["return_ci95"][1]) for r in ours if len(r["return_mean"]) > 1)
             cells.append(f"{text or 'not run'} {paper}")
@@ -102,20 +117,22 @@ def metasgd_table4(results: dict[str, dict]) -> str:
 
 def settings_table(results: dict[str, dict]) -> str:
     """Every experiment's training budget and meta-test protocol."""
-    head = ("| experiment | model | task | meta-iterations (best) × tasks × trajectories | "
-            "meta-test tasks × trajectories, steps | eval seed |\n|---|---|---|---|---|---|")
+    head = ("| experiment | model | task | meta-iterations (best) × tasks × trajectories | TRPO H·v | "
+            "meta-test tasks × trajectories, steps | eval seed |\n|---|---|---|---|---|---|---|")
     rows = []
     for name, r in _ordered(results):
         s, p = r["setting"], r["meta_test"]
-        task = _title(task_key(s["task"])) + (" + goal input" if s["task"]["oracle"] else "")
+        task = _title(group_key(r)) + (" + goal input" if s["task"]["oracle"] else "")
+        hvp = HVP_LABELS.get(s.get("hvp"), "—") if s["meta_iterations"] else "— (not trained)"
         rows.append(f"| `{name}` | {s['method']} | {task} | {_budget(s)} × {s['meta_batch_size']} × "
-                    f"{s['trajectories']} | {p['tasks']} × {p['trajectories']}, 0–{p['steps']} | {p['eval_seed']} |")
+                    f"{s['trajectories']} | {hvp} | {p['tasks']} × {p['trajectories']}, 0–{p['steps']} | "
+                    f"{p['eval_seed']} |")
     return "\n".join([head, *rows])
 
 
 def _task_keys(results: dict[str, dict]) -> list[str]:
-    """The task families present: MAML's navigation first, then Meta-SGD's, then the rest by name."""
-    keys = {task_key(r["setting"]["task"]) for r in results.values()}
+    """The result groups present: MAML's navigation first, then Meta-SGD's, then the rest by name."""
+    keys = {group_key(r) for r in results.values()}
     return [k for k in NAV2D_TITLES if k in keys] + sorted(keys - set(NAV2D_TITLES))
 
 
@@ -125,7 +142,7 @@ def plot_return_vs_steps(results: dict[str, dict], path: Path) -> None:
     keys = _task_keys(results)
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        chosen = [(n, r) for n, r in _ordered(results) if task_key(r["setting"]["task"]) == key]
+        chosen = [(n, r) for n, r in _ordered(results) if group_key(r) == key]
         width = max(len(r["return_mean"]) for _, r in chosen)
         for name, r in chosen:
             if r["setting"]["method"] == "oracle":
@@ -145,7 +162,7 @@ def _paper_marks(ax, key: str, width: int) -> None:
         label, curve = PAPER_CURVES[key]
         steps = [k for k in sorted(curve) if k < width]
         ax.plot(steps, [curve[k] for k in steps], "k--", marker="x", label=label)
-    start = key.removeprefix("nav2d-distance-")
+    start = key.removeprefix("nav2d-distance-").removesuffix("/metasgd")
     for method, marker in (("MAML", "s"), ("MetaSGD", "^")):
         if (method, start) in METASGD_TABLE4:
             mean, ci = METASGD_TABLE4[(method, start)]
@@ -191,7 +208,7 @@ def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
     for ax, key in zip(axes[0], keys):
         for name, r in _ordered(results):
             rows = r["learning_curve"]
-            if task_key(r["setting"]["task"]) != key or not rows:
+            if group_key(r) != key or not rows:
                 continue
             iterations = [row["iteration"] for row in rows]
             (line,) = ax.plot(iterations, [row["meta_train.post_update_return"] for row in rows], label=name)
@@ -216,7 +233,7 @@ def write_rl_report(results: dict[str, dict], out_dir: Path, *, notes: list[str]
             "post-update return during training (maml.md A.2); \"meta-iterations (best)\" gives the budget and "
             "how many meta-steps the evaluated model had taken.", ""]
     for key in keys:
-        if key == next((k for k in keys if k.startswith("nav2d-distance")), None):
+        if key == next((k for k in keys if k.endswith("/metasgd")), None):
             text += ["## Meta-SGD's Table 4 (2D navigation, distance reward, one PG step)", "",
                      metasgd_table4(results), ""]
         text += [f"## {_title(key)}", "", steps_table(results, key), ""]

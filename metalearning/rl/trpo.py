@@ -6,9 +6,19 @@ the mean KL (the Fisher matrix at the current parameters), scales ``s`` so that 
 model of the KL equals ``max_kl``, and backtracks until the surrogate improves with the KL
 within ``max_kl``.
 
-Hessian-vector products are exact, by double backpropagation through the KL (and, in
-meta-RL, through the inner update); the MAML paper used finite differences of gradients
-instead, "in order to avoid computing third derivatives".
+Hessian-vector products of the KL (``TRPO.hvp``):
+
+* ``"composed"`` (default, exact): for an objective that is an outer function of an inner map,
+  ``kl(flat) = kl_out(a(flat))`` (meta-RL: ``a`` is the adaptation θ ↦ θ'_i of every task), and
+  the KL's gradient in ``a`` vanishes at the current parameters (π_old is the policy at ``a``), so
+  its Hessian is exactly ``Jᵀ ∇²kl_out J`` with ``J = ∂a/∂flat``: each product is one forward-mode
+  JVP through ``a``, one Hessian-vector product of ``kl_out`` on a graph kept from the first, and
+  one VJP through ``a`` on the graph of ``a`` recorded once per TRPO step — no third derivatives.
+* ``"direct"`` (exact): double backpropagation through the whole objective (inner update
+  included), on the first derivative's graph kept across the CG iterations.
+* ``"finite_difference"``: the MAML paper's choice "to avoid computing third derivatives":
+  rllab's ``FiniteDifferenceHvp`` as MAML's code configures it, central differences of the KL's
+  gradient, ``Hv ≈ (∇kl(x + εv) − ∇kl(x − εv)) / 2ε`` with ``ε = fd_base_eps / (‖x‖ + 1e-8)``.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from metalearning import distributed
 from metalearning.core.batching import num_tasks
 
 Objective = Callable[[Tensor], tuple[Tensor, Tensor]]  # flat params -> (surrogate loss, mean KL)
+HVP_METHODS = ("composed", "direct", "finite_difference")
 HVP = Callable[[Tensor], Tensor]
 Reduce = Callable[[Tensor], Tensor]  # a process's share -> the sum over the processes (identity for one)
 
@@ -83,6 +94,79 @@ def kl_hvp(kl: Tensor, flat: Tensor, damping: float) -> HVP:
     return hvp
 
 
+class SplitObjective(NamedTuple):
+    """An objective ``flat -> (loss, kl)`` written as ``outer(inner(flat))``.
+
+    ``inner`` maps the flat parameters to any tree of tensors (meta-RL: every task's adapted
+    policy parameters θ'_i); ``outer`` maps that tree to (loss, kl), with the KL's gradient in
+    the tree zero at the current parameters (π_old is the policy the tree describes). The
+    ``"composed"`` Hessian-vector products rely on that.
+    """
+
+    inner: Callable[[Tensor], Any]
+    outer: Callable[[Any], tuple[Tensor, Tensor]]
+
+    def __call__(self, flat: Tensor) -> tuple[Tensor, Tensor]:
+        return self.outer(self.inner(flat))
+
+
+def _grads(outputs: Any, inputs: list[Tensor], cotangents: Any = None, **kwargs: Any) -> list[Tensor]:
+    """``torch.autograd.grad`` with zeros for inputs the outputs do not depend on."""
+    grads = torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True, **kwargs)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+
+
+def composed_gradient_and_hvp(objective: SplitObjective, flat: Tensor) -> tuple[Tensor, Tensor, Tensor, HVP]:
+    """(loss, kl, g) at ``flat`` and the exact ``v ↦ (∇²kl) v`` as ``Jᵀ (∇²kl_out) J v``.
+
+    The inner map ``a`` is run once, with its graph kept, and with it the graph of its
+    vector-Jacobian product ``w ↦ Jᵀw`` at a symbolic ``w``; every product then backpropagates
+    through those graphs without re-running ``a``: ``J v`` is the gradient of ``(Jᵀw)·v`` in ``w``
+    (``Jᵀw`` is linear in ``w``), then the KL's Hessian in ``a`` (a graph on ``a``'s outputs, kept
+    from the first derivative), then ``Jᵀ``. No third derivatives: the Hessian's other term,
+    ``∇_a kl_out · ∂²a``, is zero because ``∇_a kl_out = 0`` at ``flat``.
+
+    Returns:
+        (loss, kl — scalars with no graph; g = ∇loss, ``[n]``; the product, ``[n] -> [n]``).
+    """
+    x = flat.detach().requires_grad_()
+    outputs, spec = pytree.tree_flatten(objective.inner(x))
+    leaves = [out.detach().requires_grad_() for out in outputs]
+    loss, kl = objective.outer(pytree.tree_unflatten(leaves, spec))
+
+    def pullback(cotangents: list[Tensor]) -> Tensor:  # w ↦ Jᵀw on the recorded graph
+        return _grads(outputs, [x], cotangents, retain_graph=True)[0]
+
+    g = pullback(_grads(loss, leaves, retain_graph=True))
+    kl_grads = _grads(kl, leaves, create_graph=True)
+    symbolic = [torch.zeros_like(out, requires_grad=True) for out in outputs]
+    (pulled,) = _grads(outputs, [x], symbolic, create_graph=True, retain_graph=True)
+
+    def hvp(v: Tensor) -> Tensor:
+        tangents = _grads(pulled, symbolic, v, retain_graph=True)  # J v
+        dot = sum((kg * t).sum() for kg, t in zip(kl_grads, tangents))
+        return pullback(_grads(dot, leaves, retain_graph=True))
+
+    return loss.detach(), kl.detach(), g, hvp
+
+
+def finite_difference_hvp(objective: Objective, flat: Tensor, base_eps: float) -> HVP:
+    """rllab's ``FiniteDifferenceHvp`` (symmetric): ``v ↦ (∇kl(x + εv) − ∇kl(x − εv)) / 2ε``,
+    ``ε = base_eps / (‖x‖ + 1e-8)`` (the norm of the parameters, as rllab computes it)."""
+    x = flat.detach()
+    eps = base_eps / (float(x.norm()) + 1e-8)
+
+    def kl_grad(at: Tensor) -> Tensor:
+        at = at.requires_grad_()
+        (grad,) = torch.autograd.grad(objective(at)[1], at)
+        return grad
+
+    def hvp(v: Tensor) -> Tensor:
+        return (kl_grad(x + eps * v) - kl_grad(x - eps * v)) / (2 * eps)
+
+    return hvp
+
+
 class TRPOStats(NamedTuple):
     """Diagnostics of one TRPO step (floats, for logging)."""
 
@@ -119,6 +203,12 @@ class TRPO:
         cg_damping: λ added to the KL Hessian, ``H + λI`` (1e-5 in pytorch-maml-rl and rllab).
         ls_backtrack_ratio: step shrink factor of the line search.
         ls_max_steps: line-search trials (15).
+        hvp: how the KL's Hessian-vector products are computed (module docstring):
+            ``"composed"`` (exact; needs a :class:`SplitObjective`, else ``"direct"`` is used),
+            ``"direct"`` (exact) or ``"finite_difference"`` (MAML's code).
+        fd_base_eps: ``"finite_difference"``'s ε numerator. MAML's code passes 1: its
+            ``ConjugateGradientOptimizer`` builds ``FiniteDifferenceHvp(num_slices)``, whose first
+            argument is ``base_eps``, with ``num_slices=1``.
     """
 
     max_kl: float
@@ -126,24 +216,38 @@ class TRPO:
     cg_damping: float
     ls_backtrack_ratio: float
     ls_max_steps: int
+    hvp: str = "composed"
+    fd_base_eps: float = 1.0
 
-    def step_direction(self, loss: Tensor, kl: Tensor, flat: Tensor,
-                       reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, Tensor]:
-        """(full step ``√(2δ / sᵀHs)·s`` with ``H s = −g``; the gradient g), at ``flat``.
+    def __post_init__(self):
+        if self.hvp not in HVP_METHODS:
+            raise ValueError(f"TRPO.hvp must be one of {HVP_METHODS}, got {self.hvp!r}")
 
-        ``reduce`` sums a process's share of g and of every H·v over the processes, when
-        ``loss`` and ``kl`` are this process's weighted share of the meta-batch's.
+    def gradient_and_hvp(self, objective: Objective, x: Tensor) -> tuple[Tensor, Tensor, HVP]:
+        """(this process's loss share, its gradient g, its ``v ↦ H v`` without damping) at ``x``."""
+        if self.hvp == "composed" and isinstance(objective, SplitObjective):
+            loss, _, g, hvp = composed_gradient_and_hvp(objective, x)
+            return loss, g, hvp
+        x = x.detach().requires_grad_()
+        loss, kl = objective(x)
+        (g,) = torch.autograd.grad(loss, x, retain_graph=self.hvp != "finite_difference")
+        if self.hvp == "finite_difference":
+            return loss.detach(), g, finite_difference_hvp(objective, x, self.fd_base_eps)
+        return loss.detach(), g, kl_hvp(kl, x, 0.0)  # (one process: + 0·v leaves H·v's bits as they are)
+
+    def step_direction(self, g: Tensor, local_hvp: HVP,
+                       reduce: Reduce = distributed.reduced_sum) -> Tensor:
+        """The full step ``√(2δ / sᵀHs)·s`` with ``H s = −g``.
+
+        ``g`` is already summed over the processes; ``reduce`` sums a process's share of every
+        H·v, when ``local_hvp`` is this process's share of the meta-batch's.
         """
-        (g,) = torch.autograd.grad(loss, flat, retain_graph=True)
-        g = reduce(g)
-        local_hvp = kl_hvp(kl, flat, 0.0)  # (one process: + 0·v leaves H·v's bits as they are)
-
         def hvp(v: Tensor) -> Tensor:
             return reduce(local_hvp(v)) + self.cg_damping * v  # the damping once, not once per share
 
         direction = conjugate_gradient(hvp, -g, self.cg_iters)
         shs = (direction @ hvp(direction)).clamp_min(1e-20)
-        return torch.sqrt(2 * self.max_kl / shs) * direction, g
+        return torch.sqrt(2 * self.max_kl / shs) * direction
 
     def step(self, objective: Objective, flat: Tensor,
              reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, TRPOStats]:
@@ -156,11 +260,12 @@ class TRPO:
             (new parameters, detached ``[n]``; diagnostics). The parameters are unchanged when
             the line search rejects every step.
         """
-        x = flat.detach().requires_grad_()
-        loss, kl = objective(x)
-        full_step, g = self.step_direction(loss, kl, x, reduce)
+        x = flat.detach()
+        loss, g, local_hvp = self.gradient_and_hvp(objective, x)
+        g = reduce(g)
+        full_step = self.step_direction(g, local_hvp, reduce)
         new, stats = backtracking_line_search(
-            objective, x.detach(), full_step.detach(), float(reduce(loss.detach())), max_kl=self.max_kl,
+            objective, x, full_step.detach(), float(reduce(loss)), max_kl=self.max_kl,
             backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps, reduce=reduce,
         )
         return new, stats._replace(grad_norm=float(g.norm()))
@@ -183,10 +288,13 @@ class TRPOStep:
         # this process's tasks' share of the meta-batch means (all of it, 1.0, in one process)
         weight = num_tasks(batch.tasks) / self.trainer.meta_batch_size
 
-        def objective(flat: Tensor) -> tuple[Tensor, Tensor]:
-            loss, kl = self.trainer.tasks.objective(self.trainer, unflatten(flat, self.meta_params), batch.tasks)
+        inner, outer = self.trainer.tasks.objective_parts(self.trainer, batch.tasks)
+
+        def weighted(adapted: Any) -> tuple[Tensor, Tensor]:
+            loss, kl = outer(adapted)
             return (loss, kl) if weight == 1.0 else (weight * loss, weight * kl)
 
+        objective = SplitObjective(lambda flat: inner(unflatten(flat, self.meta_params)), weighted)
         new_flat, stats = self.trpo.step(objective, flatten(self.meta_params))
         checked = {"surrogate loss": stats.loss_before, "gradient norm": stats.grad_norm,
                    "updated meta-parameters": float(new_flat.abs().sum())}

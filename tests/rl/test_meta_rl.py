@@ -19,12 +19,13 @@ from metalearning.rl.meta_rl import (
     adapted_params,
     batched_inner_update,
     meta_objective,
+    meta_objective_parts,
     per_task,
     recorded_query,
 )
 from metalearning.rl.policy import GaussianMLPPolicy
 from metalearning.rl.task_families import LocomotionFamily, NavigationFamily
-from metalearning.rl.trpo import TRPO, flatten, kl_hvp, unflatten
+from metalearning.rl.trpo import TRPO, SplitObjective, composed_gradient_and_hvp, flatten, kl_hvp, unflatten
 from metalearning.training import MetaTrainer, init_state, meta_train
 
 TASKS, T, B = 3, 4, 5
@@ -122,6 +123,92 @@ def test_kl_hessian_vector_product_flows_through_the_inner_update(problem):
     numeric = (kl_grad(flat0 + eps * v) - kl_grad(flat0 - eps * v)) / (2 * eps)
     torch.testing.assert_close(hv, numeric, rtol=1e-5, atol=1e-8)
     assert hv.norm() > 0
+
+
+def _split(policy, algo, meta, tasks, vectorize=True):
+    inner, outer = meta_objective_parts(policy, algo, tasks, vectorize=vectorize)
+    return SplitObjective(lambda flat: inner(unflatten(flat, meta)), outer)
+
+
+def _algorithms(theta):
+    metasgd = MetaSGD(inner_lr_init=(0.05, 0.3), inner_steps=1, eval_inner_steps=1)
+    pretrain = MAML(inner_lr=0.1, inner_steps=0, eval_inner_steps=1, first_order=False)
+    return {
+        "maml": (_maml(), {"theta": theta}),
+        "fomaml": (_maml(first_order=True), {"theta": theta}),
+        "metasgd": (metasgd, metasgd.init_meta_params(theta, torch.Generator().manual_seed(3))),
+        "pretrain": (pretrain, {"theta": theta}),
+    }
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "pretrain"])
+def test_composed_hvp_equals_double_backprop_through_the_inner_update(problem, name):
+    """TRPO's "composed" products Jᵀ(∇²kl)J v (no third derivatives) equal the direct double
+    backpropagation through the whole meta-objective, and the loss gradients agree (float64)."""
+    policy, theta, support, query = problem
+    algo, meta = _algorithms(theta)[name]
+    meta = {g: {k: p.detach() for k, p in group.items()} for g, group in meta.items()}
+    tasks = _meta_batch(policy, algo, meta, support, query)
+    split, flat0 = _split(policy, algo, meta, tasks), flatten(meta)
+    loss, kl, g, hvp = composed_gradient_and_hvp(split, flat0)
+
+    flat = flat0.clone().requires_grad_()
+    direct_loss, direct_kl = _objective(policy, algo, meta, tasks)(flat)
+    (direct_g,) = torch.autograd.grad(direct_loss, flat, retain_graph=True)
+    direct_hvp = kl_hvp(direct_kl, flat, damping=0.0)
+    assert float(loss) == pytest.approx(float(direct_loss.detach()), rel=1e-12) and abs(float(kl)) < 1e-12
+    torch.testing.assert_close(g, direct_g, rtol=1e-10, atol=1e-12)
+    for seed in range(3):
+        v = torch.randn(flat0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        hv = hvp(v)
+        torch.testing.assert_close(hv, direct_hvp(v), rtol=1e-9, atol=1e-12)
+        assert hv.norm() > 0 and float(v @ hv) > 0  # the Fisher is positive (semi-)definite
+
+
+@pytest.mark.parametrize("name", ["maml", "metasgd"])
+def test_finite_difference_hvp_agrees_with_the_exact_one(problem, name):
+    """rllab's symmetric finite differences of ∇kl (MAML's code) approximate the exact product,
+    with the central difference's O(ε²) error: 10× smaller ε, ~100× smaller error (while εv
+    crosses no ReLU kink: on this small policy that holds below ε ≈ 1e-3/‖θ‖)."""
+    policy, theta, support, query = problem
+    algo, meta = _algorithms(theta)[name]
+    meta = {g: {k: p.detach() for k, p in group.items()} for g, group in meta.items()}
+    tasks = _meta_batch(policy, algo, meta, support, query)
+    split, flat0 = _split(policy, algo, meta, tasks), flatten(meta)
+    _, _, _, exact = composed_gradient_and_hvp(split, flat0)
+    v = torch.randn(flat0.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    v = v / v.norm()
+    errors = {}
+    for base_eps in (1e-3, 1e-4):
+        trpo = TRPO(max_kl=0.01, cg_iters=10, cg_damping=0.0, ls_backtrack_ratio=0.8, ls_max_steps=15,
+                    hvp="finite_difference", fd_base_eps=base_eps)
+        _, _, fd = trpo.gradient_and_hvp(split, flat0)
+        errors[base_eps] = float((fd(v) - exact(v)).norm() / exact(v).norm())
+    assert errors[1e-4] < 1e-8
+    assert 30 < errors[1e-3] / errors[1e-4] < 300  # second order: the approximation, not another exact path
+
+
+@pytest.mark.parametrize("hvp", ["composed", "direct", "finite_difference"])
+def test_trpo_step_is_the_same_with_every_hvp_method(problem, hvp):
+    """The three ways of forming H·v give the same TRPO step (FD: to its approximation)."""
+    policy, theta, support, query = problem
+    algo, meta = _algorithms(theta)["maml"]
+    tasks = _meta_batch(policy, algo, meta, support, query)
+    split = _split(policy, algo, meta, tasks)
+    steps = {}
+    for method in ("direct", hvp):
+        trpo = TRPO(max_kl=0.01, cg_iters=10, cg_damping=1e-5, ls_backtrack_ratio=0.8, ls_max_steps=15,
+                    hvp=method, fd_base_eps=1e-5)
+        steps[method], stats = trpo.step(split, flatten(meta))
+        assert stats.step_fraction > 0
+    # CG on a nearly singular Fisher (damping 1e-5) amplifies the FD products' 1e-11 relative error
+    tolerance = 1e-9 if hvp != "finite_difference" else 1e-4
+    torch.testing.assert_close(steps[hvp], steps["direct"], rtol=tolerance, atol=tolerance)
+
+
+def test_trpo_rejects_an_unknown_hvp_method():
+    with pytest.raises(ValueError, match="TRPO.hvp"):
+        TRPO(max_kl=0.01, cg_iters=10, cg_damping=1e-5, ls_backtrack_ratio=0.8, ls_max_steps=15, hvp="exact")
 
 
 def test_meta_sgd_with_constant_alpha_is_maml(problem):

@@ -41,14 +41,84 @@ def test_distance_reward_and_action_clipping():
     assert reward == pytest.approx(-np.hypot(0.2, 0.1), rel=1e-6)
 
 
-def test_terminates_within_001_of_goal_and_that_step_is_rewarded():
+def test_terminates_within_001_of_goal_per_coordinate_and_that_step_is_rewarded():
+    """MAML's point env ends the episode when |x − g_x| < 0.01 and |y − g_y| < 0.01."""
     env = Navigation2D(reward="squared", goal=[0.1, 0.0])
     env.reset()
     _, reward, terminated, *_ = env.step(np.array([0.1, 0.0095], np.float32))
     assert terminated and reward == pytest.approx(-(0.0095**2), rel=1e-4)
     env.reset()
     _, _, terminated, *_ = env.step(np.array([0.1, 0.0105], np.float32))
-    assert not terminated  # Euclidean radius 0.01, strict
+    assert not terminated  # strict, per coordinate
+    env.reset()
+    _, _, terminated, *_ = env.step(np.array([0.092, 0.008], np.float32))
+    assert terminated  # ‖·‖ = 0.0113 > 0.01, but inside the 0.01 box
+
+
+def _rllab_point_env(goal, actions):
+    """MAML's code, transcribed (cbfinn/maml_rl): ``normalize(PointEnvRandGoal(goal))``, float64.
+
+    rllab's NormalizedEnv maps the action box [−1, 1] onto the env's [−0.1, 0.1] as
+    ``lb + (a + 1)·0.5·(ub − lb)`` and clips there; the point env adds it to the state, rewards
+    ``−‖s − g‖`` and is done when both coordinates are within 0.01 of the goal.
+    """
+    lb, ub = np.full(2, -0.1), np.full(2, 0.1)
+    state, out = np.zeros(2), []
+    for action in actions:
+        scaled = np.clip(lb + (np.asarray(action, np.float64) + 1.0) * 0.5 * (ub - lb), lb, ub)
+        state = state + scaled
+        x, y = state - goal
+        out.append((state.copy(), -((x**2 + y**2) ** 0.5), abs(x) < 0.01 and abs(y) < 0.01))
+        if out[-1][2]:
+            break
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_registered_env_matches_maml_code_on_fixed_action_sequences(seed):
+    """The wrapped env's step sizes, positions, rewards and termination equal rllab's normalized
+    point env on the same actions: a unit action moves 0.1, larger ones saturate at 0.1."""
+    rng = np.random.default_rng(seed)
+    goal = rng.uniform(-0.5, 0.5, 2)
+    actions = np.concatenate([rng.normal(0.0, 1.0, (60, 2)), rng.normal(0.0, 3.0, (40, 2))]).astype(np.float32)
+    if seed == 2:  # head straight for the goal at full speed, then stop: exercises termination
+        n = int(np.ceil(np.abs(goal).max() / 0.1))
+        actions = np.repeat((goal / (0.1 * n))[None], n + 5, 0).astype(np.float32)
+    reference = _rllab_point_env(goal, actions)
+    env = gymnasium.make("metalearning/Navigation2D-v0")
+    assert env.action_space.low.tolist() == [-1.0, -1.0] and env.action_space.high.tolist() == [1.0, 1.0]
+    env.reset(options={"goal": goal})
+    for (state, reward, done), action in zip(reference, actions):
+        obs, r, terminated, *_ = env.step(action)
+        np.testing.assert_allclose(obs, state, rtol=0, atol=2e-6)
+        assert r == pytest.approx(reward, abs=2e-6)
+        assert terminated == done
+    if seed == 2:
+        assert reference[-1][2]
+    steps = np.diff(np.stack([np.zeros(2)] + [s for s, _, _ in reference]), axis=0)
+    assert np.abs(steps).max() <= 0.1 + 1e-12
+
+
+def test_batch_env_moves_like_the_registered_env_bit_for_bit():
+    """``velocity`` (the sampler's) and gymnasium's ClipAction∘RescaleAction give the same float32 step."""
+    from metalearning.rl.envs.navigation import velocity
+
+    actions = torch.randn(500, 2, generator=torch.Generator().manual_seed(0)) * 2
+    env = gymnasium.make("metalearning/Navigation2D-v0")
+    env.reset(options={"goal": [5.0, 5.0]})
+    position = np.zeros(2, np.float32)
+    for a in actions:
+        obs, *_ = env.step(a.numpy())
+        position = position + velocity(a).numpy()
+        np.testing.assert_array_equal(obs, position)
+
+
+@pytest.mark.filterwarnings("ignore:MuJoCo")
+def test_locomotion_ids_keep_the_robots_action_box():
+    pytest.importorskip("mujoco")
+    env = gymnasium.make("metalearning/HalfCheetahVel-v0")
+    assert env.action_space.low.tolist() == [-1.0] * 6 and env.action_space.high.tolist() == [1.0] * 6
+    assert env.unwrapped.robot_name == "half_cheetah"
 
 
 def test_time_limit_truncates_at_100_steps():
@@ -83,10 +153,10 @@ def test_sample_tasks_are_uniform_in_the_unit_square():
 def test_batch_step_freezes_finished_episodes():
     env = BatchNavigation2D(reward="squared")
     state = env.reset(torch.tensor([[0.05, 0.005]]), None, trajectories=2)
-    state, rewards, mask = env.step(state, torch.tensor([[[0.05, 0.0], [-0.05, 0.0]]]))
+    state, rewards, mask = env.step(state, torch.tensor([[[0.5, 0.0], [-0.5, 0.0]]]))  # policy units: ×0.1
     assert state.alive.tolist() == [[False, True]] and mask.tolist() == [[1.0, 1.0]]
     torch.testing.assert_close(rewards, torch.tensor([[-0.005**2, -(0.1**2 + 0.005**2)]]))
-    state, rewards, mask = navigation_step(state, torch.tensor([[[0.1, 0.1], [0.1, 0.0]]]), "squared")
+    state, rewards, mask = navigation_step(state, torch.tensor([[[1.0, 1.0], [1.0, 0.0]]]), "squared")
     torch.testing.assert_close(state.positions, torch.tensor([[[0.05, 0.0], [0.05, 0.0]]]))
     assert mask.tolist() == [[0.0, 1.0]] and rewards[0, 0] == 0 and not state.alive.any()
 

@@ -38,7 +38,7 @@ def test_navigation_stops_early_and_pads_when_all_episodes_end():
     goals = torch.tensor([[0.05, 0.0]])
 
     def act(observations, generator):
-        return torch.tensor([[0.05, 0.0], [0.025, 0.0]])
+        return torch.tensor([[0.5, 0.0], [0.25, 0.0]])  # policy units: the env moves 0.1·a
 
     episodes = sample_navigation(env, act, goals, None, 2, torch.Generator())
     assert episodes.mask.shape == (1, 100, 2)
@@ -64,7 +64,7 @@ def test_vector_env_sampler_equals_batched_navigation_sampler():
     act, _ = _homing_policy(goals, trajectories, torch.tensor([0.0, 0.01, 1.0]))
     reference = sample_navigation(BatchNavigation2D(reward="distance"), act, goals, None, trajectories,
                                   torch.Generator().manual_seed(5))
-    envs = make_task_vector_env("metalearning/Navigation2D-Distance-v0", torch.zeros(2, 2), trajectories)
+    envs = make_task_vector_env("metalearning/Navigation2D-v0", torch.zeros(2, 2), trajectories)
     set_vector_tasks(envs, goals, trajectories)
     episodes = sample_vector_env(envs, act, trajectories, 100, torch.Generator().manual_seed(5), seed=0)
     lengths = reference.mask.sum(1)

@@ -2,9 +2,13 @@
 
 Ids (``gymnasium.make("metalearning/...")``):
 
-* ``Navigation2D-v0``: MAML's 2D navigation (start at the origin, reward −‖p − g‖²), H = 100.
-* ``Navigation2D-Distance-v0``: Meta-SGD's first task set (origin start, reward −‖p − g‖).
+* ``Navigation2D-v0``: MAML's 2D navigation as its code runs it, and Meta-SGD's first task set
+  (start at the origin, reward −‖p − g‖), H = 100.
+* ``Navigation2D-Squared-v0``: the same with the reward maml.md §5.3's text states, −‖p − g‖².
 * ``Navigation2D-DistanceRandomStart-v0``: Meta-SGD's second set (the start is a task parameter).
+
+Every id wraps its env in rllab's ``normalize`` action mapping, as MAML's code does
+(:func:`~metalearning.rl.envs.navigation.rllab_normalized`): the policy acts in [−1, 1].
 * ``HalfCheetahVel-v0``, ``HalfCheetahDir-v0``, ``AntVel-v0``, ``AntDir-v0``: MAML's
   locomotion tasks over gymnasium's MuJoCo ``-v5`` robots, H = 200 (``make`` needs ``mujoco``).
 """

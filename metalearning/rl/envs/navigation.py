@@ -1,20 +1,32 @@
 """2D point navigation (maml.md §5.3 "2D Navigation"; meta-sgd.md §4.3).
 
 A point agent moves in the plane towards a goal. State/observation: the position p_t ∈ R².
-Action: a velocity command, clipped to [−0.1, 0.1] per coordinate; p_{t+1} = p_t + clip(a_t)
-(meta-sgd.md §4.3: "the new state ... is the sum of the previous state and the action").
+Action: a velocity command in [−0.1, 0.1] per coordinate; p_{t+1} = p_t + v_t (meta-sgd.md
+§4.3: "the new state ... is the sum of the previous state and the action").
+
+The policy acts in [−1, 1], as in MAML's code (cbfinn/maml_rl ``maml_trpo_point.py``), which
+runs the point env inside rllab's ``normalize`` wrapper: ``v = lb + (a + 1)·(ub − lb)/2``
+clipped to ``[lb, ub] = [−0.1, 0.1]``, i.e. ``v = clip(0.1·a, −0.1, 0.1)`` (:func:`velocity`;
+for the gymnasium ids, :func:`rllab_normalized`: gymnasium's ``RescaleAction`` to [−1, 1], and
+the env's own clip to its box).
+A policy with σ = 1 (rllab's initial std) thus takes steps of ~0.1·N(μ, 1) instead of
+saturating every coordinate at ±0.1. rllab's wrapper normalises neither observations nor
+rewards in these experiments (its defaults).
 A task is a goal g ~ U([−0.5, 0.5]²) and a start p_0: the origin (MAML; Meta-SGD's first task
 set) or, for Meta-SGD's second set, also ~ U([−0.5, 0.5]²).
 
 Exact definitions (shared by :class:`Navigation2D` and :class:`BatchNavigation2D`):
 
 * reward of step t is taken at the position *after* the step, as MAML's rllab point env
-  (``point_env_randgoal.py``) does: ``"squared"``: r_t = −‖p_{t+1} − g‖² (maml.md §5.3, "the
-  negative squared distance to the goal"); ``"distance"``: r_t = −‖p_{t+1} − g‖ (meta-sgd.md
-  §4.3, and what rllab's code actually computes).
-* termination: the step that brings the agent strictly within 0.01 (Euclidean) of the goal,
-  ‖p_{t+1} − g‖ < 0.01, is the last one. It is taken and rewarded like any other; no terminal
-  bonus. (rllab tests |x| < 0.01 and |y| < 0.01 instead; we follow the papers' "within 0.01".)
+  (``point_env_randgoal.py``) does: ``"distance"``: r_t = −‖p_{t+1} − g‖, what MAML's code
+  computes (``- (x ** 2 + y ** 2) ** 0.5``) and meta-sgd.md §4.3 states, so the reward of MAML's
+  Fig. 4 (its step-0 return, −40.41, is ~100 × the mean distance from the origin to a goal,
+  0.38; with the squared distance it would be ~−19); ``"squared"``: r_t = −‖p_{t+1} − g‖², what
+  maml.md §5.3's text says ("the negative squared distance to the goal").
+* termination: the step that brings the agent within 0.01 of the goal in both coordinates,
+  |x_{t+1} − g_x| < 0.01 and |y_{t+1} − g_y| < 0.01 (MAML's ``point_env_randgoal.py``; the
+  papers say "within 0.01"), is the last one. It is taken and rewarded like any other; no
+  terminal bonus.
 * truncation: after H = 100 steps (the ``TimeLimit`` of the registered ids; ``horizon`` of the
   batch env).
 
@@ -34,7 +46,8 @@ from numpy.typing import ArrayLike
 from torch import Tensor
 
 REWARDS = ("squared", "distance")
-MAX_SPEED = 0.1  # |a_i| after clipping (maml.md §5.3)
+MAX_SPEED = 0.1  # |v_i| of the velocity command (maml.md §5.3)
+ACTION_BOUND = 1.0  # the policy's action box is [−1, 1]² (rllab's ``normalize``)
 GOAL_RADIUS = 0.01  # episode ends within this distance of the goal
 HORIZON = 100  # H (maml.md §5.3)
 TASK_RANGE = (-0.5, 0.5)  # goals (and random starts) are uniform in TASK_RANGE²
@@ -62,6 +75,37 @@ def sample_navigation_tasks(n: int, generator: torch.Generator, random_start: bo
     return NavigationTasks(goals, starts)
 
 
+def _rescale_constants() -> tuple[float, float]:
+    """(gradient, intercept) of gymnasium's ``RescaleAction`` from [−1, 1] onto the env's float32
+    box, computed as gymnasium computes them (``wrappers.utils.rescale_box``); the wrapper hands
+    the env ``(a − intercept) / gradient``."""
+    low, bound = np.float32(-MAX_SPEED), np.float32(ACTION_BOUND)  # float32, as the boxes hold them
+    gradient = (bound - (-bound)) / (-low - low)
+    intercept = gradient * -low + (-bound)
+    return float(gradient), float(intercept)
+
+
+_GRADIENT, _INTERCEPT = _rescale_constants()
+_SPEED32 = float(np.float32(MAX_SPEED))  # the float32 bound of the env's box
+
+
+def velocity(actions: Tensor) -> Tensor:
+    """The velocity command of float32 policy actions ``[..., 2]``: ``clip(0.1·a, −0.1, 0.1)``
+    (rllab's ``normalize`` wrapper), computed as :func:`rllab_normalized` ∘ :class:`Navigation2D`
+    computes it, so the batch env and the gymnasium ids take bit-identical steps."""
+    return ((actions - _INTERCEPT) / _GRADIENT).clamp(-_SPEED32, _SPEED32)
+
+
+def rllab_normalized(env: gymnasium.Env) -> gymnasium.Env:
+    """``env`` with rllab's ``normalize`` action mapping: the policy acts in [−1, 1] per coordinate,
+    mapped affinely onto ``env``'s action box by gymnasium's ``RescaleAction``; ``env`` clips to its
+    box itself (as rllab's wrapper clips after scaling). For the MuJoCo robots, whose box already is
+    [−1, 1], the mapping is the identity."""
+    space = env.action_space
+    bound = np.full(space.shape, ACTION_BOUND, space.dtype)
+    return gymnasium.wrappers.RescaleAction(env, -bound, bound)
+
+
 def _check_reward(reward: str) -> None:
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
@@ -85,8 +129,10 @@ class Navigation2D(gymnasium.Env[np.ndarray, np.ndarray]):
         goal: optional initial goal ``[2]``.
         start: optional initial start ``[2]`` (only with ``random_start``).
 
-    Observation: ``Box(-inf, inf, (2,), float32)``, the position. Action: ``Box(-0.1, 0.1, (2,),
-    float32)``; larger actions are clipped, not rejected. Info: ``{"distance": ‖p − g‖}``.
+    Observation: ``Box(-inf, inf, (2,), float32)``, the position. Action: the velocity,
+    ``Box(-0.1, 0.1, (2,), float32)``; larger actions are clipped, not rejected. The registered
+    ids wrap it in :func:`rllab_normalized` (the policy's actions in [−1, 1]). Info:
+    ``{"distance": ‖p − g‖}``.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -136,7 +182,7 @@ class Navigation2D(gymnasium.Env[np.ndarray, np.ndarray]):
         squared = np.float32(offset[0] * offset[0] + offset[1] * offset[1])
         distance = np.sqrt(squared)
         reward = -squared if self.reward_type == "squared" else -distance
-        terminated = bool(distance < GOAL_RADIUS)
+        terminated = bool(abs(offset[0]) < GOAL_RADIUS and abs(offset[1]) < GOAL_RADIUS)
         return self._position.copy(), float(reward), terminated, False, {"distance": float(distance)}
 
     def _set_random_task(self) -> None:
@@ -185,24 +231,25 @@ def navigation_reward(offsets: Tensor, reward: str) -> Tensor:
 
 
 def navigation_step(state: NavigationState, actions: Tensor, reward: str) -> tuple[NavigationState, Tensor, Tensor]:
-    """One step of every episode: p_{t+1} = p_t + clip(a_t, −0.1, 0.1), masked by ``alive``.
+    """One step of every episode: p_{t+1} = p_t + clip(0.1·a_t, −0.1, 0.1), masked by ``alive``.
 
     Args:
         state: the episodes before the step.
-        actions: ``[tasks, B, 2]`` raw policy actions (clipped here).
+        actions: ``[tasks, B, 2]`` raw policy actions (clipped and scaled here: :func:`velocity`).
         reward: ``"squared"`` or ``"distance"``.
 
     Returns:
         ``(next_state, rewards [tasks, B], mask [tasks, B])``: ``mask`` is 1.0 where the step was
         taken (the episode was alive before it); finished episodes do not move and get reward 0.
-        An episode ends when ‖p_{t+1} − g‖ < 0.01; that step itself is taken and rewarded.
+        An episode ends when |p_{t+1} − g| < 0.01 in both coordinates; that step itself is taken
+        and rewarded.
     """
     alive = state.alive
-    velocity = actions.to(state.positions.dtype).clamp(-MAX_SPEED, MAX_SPEED)
-    positions = torch.where(alive.unsqueeze(-1), state.positions + velocity, state.positions)
+    step = velocity(actions.to(state.positions.dtype))
+    positions = torch.where(alive.unsqueeze(-1), state.positions + step, state.positions)
     offsets = positions - state.goals
     rewards = torch.where(alive, navigation_reward(offsets, reward), torch.zeros(()))
-    reached = offsets.square().sum(-1).sqrt() < GOAL_RADIUS
+    reached = (offsets.abs() < GOAL_RADIUS).all(-1)
     return NavigationState(positions, state.goals, alive & ~reached), rewards, alive.to(rewards.dtype)
 
 

@@ -15,8 +15,8 @@ from metalearning.rl.envs.navigation import HORIZON as NAVIGATION_HORIZON
 LOCOMOTION_HORIZON = 200  # H of the locomotion tasks (maml.md §5.3)
 
 NAVIGATION_IDS: dict[str, dict[str, Any]] = {
-    "metalearning/Navigation2D-v0": {"reward": "squared", "random_start": False},  # MAML
-    "metalearning/Navigation2D-Distance-v0": {"reward": "distance", "random_start": False},  # Meta-SGD, set 1
+    "metalearning/Navigation2D-v0": {"reward": "distance", "random_start": False},  # MAML's code; Meta-SGD, set 1
+    "metalearning/Navigation2D-Squared-v0": {"reward": "squared", "random_start": False},  # maml.md §5.3's text
     "metalearning/Navigation2D-DistanceRandomStart-v0": {"reward": "distance", "random_start": True},  # set 2
 }
 
@@ -28,11 +28,27 @@ LOCOMOTION_IDS: dict[str, dict[str, Any]] = {
 }
 
 
+def make_navigation(**kwargs: Any) -> gymnasium.Env:
+    """A :class:`Navigation2D` with MAML's rllab ``normalize`` action mapping (policy actions in [−1, 1])."""
+    from metalearning.rl.envs.navigation import Navigation2D, rllab_normalized
+
+    return rllab_normalized(Navigation2D(**kwargs))
+
+
+def make_locomotion(**kwargs: Any) -> gymnasium.Env:
+    """A :class:`GoalLocomotion` inside rllab's ``normalize`` action mapping, as MAML's code runs it
+    (the robots' boxes are already [−1, 1]: the wrapper only clips)."""
+    from metalearning.rl.envs.locomotion import GoalLocomotion
+    from metalearning.rl.envs.navigation import rllab_normalized
+
+    return rllab_normalized(GoalLocomotion(**kwargs))
+
+
 def register_all() -> None:
     """Register every id above with ``gymnasium`` (ids already registered are left alone)."""
     tables = (
-        (NAVIGATION_IDS, "metalearning.rl.envs.navigation:Navigation2D", NAVIGATION_HORIZON),
-        (LOCOMOTION_IDS, "metalearning.rl.envs.locomotion:GoalLocomotion", LOCOMOTION_HORIZON),
+        (NAVIGATION_IDS, "metalearning.rl.envs.registration:make_navigation", NAVIGATION_HORIZON),
+        (LOCOMOTION_IDS, "metalearning.rl.envs.registration:make_locomotion", LOCOMOTION_HORIZON),
     )
     for ids, entry_point, horizon in tables:
         for env_id, kwargs in ids.items():

@@ -1,0 +1,104 @@
+"""Cost of a meta-RL meta-iteration, split into its phases, for each way TRPO forms its
+Hessian-vector products: ``metalearning bench --trpo``.
+
+For each experiment (default: the papers' 2D-navigation sizes, MAML-TRPO and Meta-SGD-TRPO:
+20 tasks × 20 trajectories × 100 steps, a 2-100-100-2 policy), the meta-batches are sampled once
+(the "rollouts" phase: support episodes, inner step, query episodes) and every HVP method then
+takes the TRPO step on the same meta-batches from the same meta-parameters, one method after the
+other with the order rotating, so the medians compare like with like on a shared machine.
+Phases of the TRPO step (:meth:`~metalearning.rl.trpo.TRPO.step` is exactly these three calls):
+
+* ``setup``: the objective through the inner update, its gradient g, and what the products reuse;
+* ``cg``: ``cg_iters`` conjugate-gradient iterations and the step scaling, one product each;
+* ``line search``: backtracking, one objective evaluation per trial.
+
+Also printed: the largest relative difference of each method's step from the direct one's (the
+exact methods agree to rounding; finite differences to their approximation). Not a test:
+timings are noisy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from metalearning import config as cfg
+from metalearning.rl.trpo import HVP_METHODS, SplitObjective, backtracking_line_search, flatten, unflatten
+from metalearning.training import MetaTrainer, init_state
+
+EXPERIMENTS = ("maml_nav2d", "metasgd_nav2d_fixed")
+CONFIG_DIR = Path("configs/rl/experiments")
+PHASES = ("setup", "cg", "line search")
+
+
+def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def trpo_phases(trpo: Any, objective: SplitObjective, flat: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """One TRPO step as :meth:`TRPO.step` takes it (one process), timed per phase: (new flat, seconds)."""
+    (loss, g, hvp), setup = _timed(trpo.gradient_and_hvp, objective, flat)
+    full_step, cg = _timed(trpo.step_direction, g, hvp)
+    (new, _), search = _timed(backtracking_line_search, objective, flat, full_step, float(loss), max_kl=trpo.max_kl,
+                              backtrack_ratio=trpo.ls_backtrack_ratio, max_steps=trpo.ls_max_steps)
+    return new, {"setup": setup, "cg": cg, "line search": search}
+
+
+def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindings: Sequence[str] = ()) -> None:
+    """Print the phase medians (ms) of every method on ``iterations`` meta-batches of the
+    experiment file ``path``."""
+    cfg.load_config([path], bindings)
+    trainer = cfg.build(MetaTrainer, str(path))
+    name = path.stem
+    state = init_state(trainer, seed=0)
+    family, meta_params, flat = trainer.tasks, state.meta_params, flatten(state.meta_params)
+    batches, rollouts = [], []
+    for _ in range(iterations + 1):  # the first is a warm-up
+        batch, seconds = _timed(family.meta_batch, trainer, meta_params, trainer.meta_batch_size, state.generator)
+        batches.append(batch.tasks)
+        rollouts.append(seconds)
+    times: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PHASES} for m in methods}
+    steps: dict[str, list[Tensor]] = {m: [] for m in methods}
+    for index, tasks in enumerate(batches):
+        inner, outer = family.objective_parts(trainer, tasks)
+        objective = SplitObjective(lambda x, inner=inner: inner(unflatten(x, meta_params)), outer)
+        order = list(methods[index % len(methods):]) + list(methods[:index % len(methods)])
+        for method in order:
+            trpo = dataclasses.replace(trainer.outer_rule, hvp=method)
+            new, phases = trpo_phases(trpo, objective, flat)
+            if index:
+                for phase, seconds in phases.items():
+                    times[method][phase].append(seconds)
+            steps[method].append(new - flat)
+    rollout_ms = 1000 * statistics.median(rollouts[1:])
+    reference = "direct" if "direct" in methods else methods[0]
+    print(f"\n{name}: {trainer.meta_batch_size} tasks x {family.support_trajectories} trajectories, "
+          f"{type(trainer.algorithm).__name__}, {flat.numel()} meta-parameters, median of {iterations} "
+          f"(rollouts {rollout_ms:.0f} ms per meta-iteration, the same for every method)")
+    print(f"{'hvp':<18}" + "".join(f"{p + ' ms':>15}" for p in PHASES)
+          + f"{'iteration ms':>15}{'x ' + reference:>12}{'max |dstep|/|step|':>20}")
+    totals = {m: rollout_ms + sum(1000 * statistics.median(times[m][p]) for p in PHASES) for m in methods}
+    for method in methods:
+        cells = "".join(f"{1000 * statistics.median(times[method][p]):>15.0f}" for p in PHASES)
+        diff = max(float((a - b).norm() / b.norm().clamp_min(1e-30))
+                   for a, b in zip(steps[method], steps[reference]))
+        print(f"{method:<18}{cells}{totals[method]:>15.0f}{totals[reference] / totals[method]:>11.2f}x{diff:>20.1e}")
+
+
+def main(configs: Sequence[Path] = (), bindings: Sequence[str] = (), iterations: int | None = None,
+         threads: int | None = None, methods: Sequence[str] = HVP_METHODS) -> None:
+    """``metalearning bench --trpo [--config F ...] [--bind B ...] [--iterations N] [--threads T]``."""
+    torch.set_num_threads(threads or 1)  # one core, as the issue's target; the policy is small
+    print(f"TRPO meta-iteration split, {torch.get_num_threads()} torch thread(s); the speed-up is against "
+          f"the direct (third-derivative) products")
+    for path in configs or [CONFIG_DIR / f"{name}.gin" for name in EXPERIMENTS]:
+        bench_experiment(Path(path), list(methods), iterations or 3, bindings)
+
