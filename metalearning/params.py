@@ -86,7 +86,9 @@ class FewShot(_Strict):
 
 
 class RLExperimentParams(_Strict):
-    cpu: list[str] = []
+    cpu: list[str] = []  # bindings the cpu profile adds to training
+    paper: list[str] = []  # bindings the paper profile adds to training (e.g. a stated reduced MuJoCo budget)
+    test: list[str] = []  # bindings the meta-test adds in every profile (e.g. a baseline's tuned fine-tuning α)
 
 
 class RL(_Strict):
@@ -214,10 +216,18 @@ def experiment_bindings(params: dict, task: str, experiment: str, origin: Path =
     """Gin bindings the active profile imposes on one experiment of ``<task>.experiments``
     (``omniglot``, ``rl``).
 
-    The ``cpu`` profile applies the experiment's ``cpu`` list; other profiles none.
+    The ``cpu`` profile applies the experiment's ``cpu`` list, the ``paper`` profile its ``paper``
+    list (RL only: e.g. a stated reduced MuJoCo budget; none by default).
     """
     entry = _get(params, f"{task}.experiments.{experiment}", origin)
     return [str(b) for b in entry.get(params["profile"], [])] if isinstance(entry, dict) else []
+
+
+def rl_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
+    """The meta-test bindings of RL experiment ``experiment``: the seed of the new tasks
+    (``rl.meta_test_seed``), then the experiment's own ``test`` list (any profile)."""
+    entry = _get(params, f"rl.experiments.{experiment}", origin)
+    return [f"MetaRL.eval_seed = {int(params['rl']['meta_test_seed'])}", *map(str, entry.get("test", []))]
 
 
 def episode_set_names(experiments: dict, name: str) -> list[str]:

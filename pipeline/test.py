@@ -1,14 +1,14 @@
 """DVC stage: meta-test one trained experiment of any task family by its protocol: sine on its
 family's fixed meta-test set, few-shot on each of its episode sets (params.yaml
 ``<task>.experiments.<name>.episodes``, into ``<out>/<set>/``), meta-RL on new tasks drawn with
-``rl.meta_test_seed``."""
+``rl.meta_test_seed`` and the experiment's ``test`` bindings."""
 
 import argparse
 from pathlib import Path
 
 from metalearning.commands import test
 from metalearning.openmp import set_threads
-from metalearning.params import episode_set_names, stage_launch, stage_params, task_threads
+from metalearning.params import episode_set_names, rl_test_bindings, stage_launch, stage_params, task_threads
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -28,9 +28,8 @@ device, _ = stage_launch(params, args.params)  # meta-tests run in one process
 if args.task == "sine":
     test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url, device=device)
 elif args.task == "rl":
-    seed = int(params["rl"]["meta_test_seed"])
-    test(args.checkpoint, out_dir=args.out, bindings=[f"MetaRL.eval_seed = {seed}"], mongo_url=mongo_url,
-         device=device)
+    test(args.checkpoint, out_dir=args.out, bindings=rl_test_bindings(params, args.experiment, args.params),
+         mongo_url=mongo_url, device=device)
 else:
     for name in episode_set_names(params[args.task]["experiments"], args.experiment):
         test(args.checkpoint, args.episodes_dir / f"{name}.pt", out_dir=args.out / name, mongo_url=mongo_url,

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metalearning.params import ParamsError, check_params, load_params, stage_launch
+from metalearning.params import (
+    ParamsError,
+    check_params,
+    experiment_bindings,
+    load_params,
+    rl_test_bindings,
+    stage_launch,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -87,3 +94,17 @@ def test_a_task_sections_nproc_overrides_the_profiles():
     del params["rl"]["nproc"]
     params["profiles"]["cpu"]["nproc"] = 3
     assert stage_launch(params, task="rl") == (None, 3)
+
+
+def test_rl_experiments_bind_per_profile_and_at_meta_test():
+    """An RL entry's ``cpu``/``paper`` lists bind training in that profile only; its ``test`` list
+    binds every meta-test, after the meta-test seed."""
+    params = copy.deepcopy(PARAMS)
+    params["rl"]["experiments"]["pretrained_nav2d"] = {"cpu": ["a = 1"], "paper": ["b = 2"], "test": ["c = 3"]}
+    check_params(params)
+    assert experiment_bindings(params, "rl", "pretrained_nav2d") == ["a = 1"]
+    params["profile"] = "paper"
+    assert experiment_bindings(params, "rl", "pretrained_nav2d") == ["b = 2"]
+    seed = params["rl"]["meta_test_seed"]
+    assert rl_test_bindings(params, "pretrained_nav2d") == [f"MetaRL.eval_seed = {seed}", "c = 3"]
+    assert rl_test_bindings(params, "maml_nav2d_fixed") == [f"MetaRL.eval_seed = {seed}"]

@@ -90,8 +90,14 @@ def test_the_deviations_section_is_computed_from_the_experiment_file_and_the_pro
                                                             ("MetaTrainer.meta_iterations", 60000, 1000)]  # not ways
     params = yaml.safe_load((repo / "params.yaml").read_text())
     text = deviations_section(params, "rl", repo / "params.yaml")
-    assert "| `metasgd_nav2d_fixed` | `MetaTrainer.meta_iterations` | `100` | `20` |" in text
+    assert "| `maml_nav2d` | `MetaTrainer.meta_iterations` | `500` | `100` |" in text
+    assert "`metasgd_nav2d_fixed`" not in text  # trained at its file's (the paper's) budget
+    # the meta-test's own bindings too, a macro shown by its value
+    assert "| `pretrained_nav2d` | `fine_tune_lr` | `0.1` | `0.2` |" in text
     params["profile"] = "paper"
+    paper = deviations_section(params, "rl", repo / "params.yaml")
+    assert "meta_iterations" not in paper and "| `random_nav2d` | `fine_tune_lr` | `0.1` | `1.0` |" in paper
+    params["rl"]["experiments"] = {"maml_nav2d_fixed": {}}
     assert "None: this profile trains every experiment file as it is." in deviations_section(params, "rl",
                                                                                              repo / "params.yaml")
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Sequence
 import gin
 
 from metalearning.config import load_config
-from metalearning.params import omniglot_variant, stage_settings
+from metalearning.params import omniglot_variant, rl_test_bindings, stage_settings
 
 
 class Deviation(NamedTuple):
@@ -23,11 +23,17 @@ class Deviation(NamedTuple):
 
 
 def _query(key: str) -> Any:
-    """A bound value by binding key (``MetaTrainer.meta_iterations``) or macro name (``filters``)."""
+    """A bound value by binding key (``MetaTrainer.meta_iterations``) or macro name (``filters``);
+    a binding to a macro (``MAML.inner_lr = %fine_tune_lr``) gives the macro's value."""
     try:
-        return gin.query_parameter(key if "." in key or "/" in key else f"%{key}")
+        value = gin.query_parameter(key if "." in key or "/" in key else f"%{key}")
     except ValueError:
         return NOT_BOUND
+    for _ in range(10):  # macros bound to macros
+        if not (isinstance(value, gin.config.ConfigurableReference) and value.selector == "gin.macro"):
+            break
+        value = gin.query_parameter(f"%{value.scoped_selector.split('/')[0]}")
+    return value
 
 
 def binding_deviations(experiment: str, config: Path, bindings: Sequence[str]) -> list[Deviation]:
@@ -47,6 +53,8 @@ def section_deviations(params: dict, task: str, origin: Path) -> list[Deviation]
     found = []
     for name in params[task]["experiments"]:
         config, bindings, _ = stage_settings(params, task, name, origin)
+        if task == "rl":  # and the meta-test's own bindings (e.g. a baseline's swept fine-tuning α)
+            bindings = [*bindings, *rl_test_bindings(params, name, origin)[1:]]
         found += binding_deviations(name, config, bindings)
     return found
 

@@ -62,8 +62,9 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
                                     "to 500 for MAML, 100 for Meta-SGD's comparison)."),
         "Differences from the papers: TRPO's Hessian-vector products are exact by default (column \"TRPO H·v\"; "
         "MAML's code used finite differences, `TRPO.hvp = 'finite_difference'`); the pretrained and random-init "
-        "baselines are fine-tuned with MAML's α = 0.1 (halved after the first step) instead of a hand-tuned step "
-        "size; Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL initialisation).",
+        "baselines' fine-tuning α (column \"α\"; halved after the first step, as MAML's) comes from a small sweep "
+        "on tasks of another seed (params.yaml comment above `rl.navigation`; the paper tuned it by hand); "
+        "Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL initialisation).",
         f"Every model's new tasks and episodes are drawn with the same seed (params.yaml `rl.meta_test_seed` = "
         f"{section['meta_test_seed']}): all models of a task family meet the same 600 tasks.",
         "2D navigation as MAML's code runs it (cbfinn/maml_rl): the policy acts in [−1, 1], rllab's `normalize` "

@@ -4,12 +4,16 @@
 meta-batch of maml.md A.2 / meta-sgd.md §4.3), with a 2-100-100-2 ReLU MLP Gaussian policy;
 (b) the same rollout with 400 single ``gymnasium.make`` navigation envs stepped in a Python
 loop (the policy still called once per step on all of them); (c) ``HalfCheetah-v5`` (through
-``metalearning/HalfCheetahVel-v0``) in a ``SyncVectorEnv`` of 10 envs × 200 steps.
+``metalearning/HalfCheetahVel-v0``) in a ``SyncVectorEnv`` of 10 envs × 200 steps; (d) the same
+40 cheetah envs × 200 steps split across 1, 2, … processes — each a ``SyncVectorEnv`` of its share
+with the policy, as the meta-RL trainer's torch.distributed ranks roll out their tasks — against
+gymnasium's ``AsyncVectorEnv`` (one worker process per env, stepped from one policy process).
 Env-steps counts the steps actually taken (mask = 1).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -77,6 +81,63 @@ def cheetah_vector_env(num_envs: int = 10, horizon: int = 200) -> tuple[float, f
     return _timed(lambda: sample_vector_env(envs, act, num_envs, horizon, generator, seed=0).mask.sum().item())
 
 
+def _rank_rollout(rank: int, processes: int, envs: int, horizon: int, port: int, out) -> None:
+    """One of ``processes`` workers: its share of ``envs`` cheetah envs, timed between two barriers."""
+    import torch.distributed as dist
+
+    from metalearning.rl.envs.vector import make_task_vector_env
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=processes)
+    share = envs // processes + (rank < envs % processes)
+    vector = make_task_vector_env("metalearning/HalfCheetahVel-v0", torch.tensor([1.0]), share)
+    act = policy_act(17, 6)
+    generator = torch.Generator().manual_seed(rank)
+    sample_vector_env(vector, act, share, 5, generator, seed=rank)  # warm-up
+    dist.barrier()
+    rollout = lambda: sample_vector_env(vector, act, share, horizon, generator, seed=rank).mask.sum().item()  # noqa: E731
+    steps, seconds = _timed(rollout)
+    dist.barrier()
+    out.put((rank, steps, seconds))
+    dist.destroy_process_group()
+
+
+def cheetah_processes(processes: int, envs: int = 40, horizon: int = 200) -> tuple[float, float]:
+    """(env-steps, seconds of the slowest process) of ``envs`` cheetah envs split over ``processes``
+    ranks (torch.distributed, gloo), each stepping a ``SyncVectorEnv`` with its own policy copy."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    out = context.SimpleQueue()
+    workers = [context.Process(target=_rank_rollout, args=(rank, processes, envs, horizon, port, out))
+               for rank in range(processes)]
+    for worker in workers:
+        worker.start()
+    results = [out.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(r[1] for r in results), max(r[2] for r in results)
+
+
+def cheetah_async(envs: int = 40, horizon: int = 200) -> tuple[float, float]:
+    """(env-steps, seconds) of ``envs`` cheetah envs in gymnasium's ``AsyncVectorEnv`` (a process each)."""
+    from gymnasium.vector import AsyncVectorEnv
+
+    vector = AsyncVectorEnv([lambda: gymnasium.make("metalearning/HalfCheetahVel-v0") for _ in range(envs)])
+    act, generator = policy_act(17, 6), torch.Generator().manual_seed(0)
+    sample_vector_env(vector, act, envs, 5, generator, seed=0)  # warm-up
+    try:
+        return _timed(lambda: sample_vector_env(vector, act, envs, horizon, generator, seed=0).mask.sum().item())
+    finally:
+        vector.close()
+
+
 def main() -> None:
     torch.set_num_threads(1)  # a shared 2-core machine; the policy is tiny
     batched_navigation(2, 2)  # warm-up (first-call overheads)
@@ -90,6 +151,17 @@ def main() -> None:
     cheetah_steps, cheetah_s = cheetah_vector_env()
     print(f"(c) HalfCheetah-v5 SyncVectorEnv, 10 envs x 200:        {cheetah_steps / cheetah_s:12,.0f} env-steps/s "
           f"({cheetah_steps:.0f} steps in {cheetah_s:.3f} s)")
+    cores = len(os.sched_getaffinity(0))
+    print(f"(d) HalfCheetah-v5, 40 envs x 200 steps, on {cores} cores:")
+    one = None
+    for processes in sorted({1, 2, cores}):
+        steps, seconds = cheetah_processes(processes)
+        one = one or steps / seconds
+        print(f"    {processes:2d} process(es), SyncVectorEnv share each:     {steps / seconds:12,.0f} env-steps/s "
+              f"({steps / seconds / one:.2f}x one process)")
+    steps, seconds = cheetah_async()
+    print(f"    AsyncVectorEnv, 40 worker processes:              {steps / seconds:12,.0f} env-steps/s "
+          f"({steps / seconds / one:.2f}x one process)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ the average return on new tasks after 0 … ``eval_inner_steps`` policy-gradient
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,12 +56,19 @@ def describe(model: Model) -> dict[str, Any]:
 
 
 def protocol(model: Model) -> dict[str, Any]:
-    """The meta-test protocol as run: tasks, trajectories per step, α scale after step 1, seed."""
+    """The meta-test protocol as run: tasks, trajectories per step, α's scale after step 1, seed."""
     family = model.family
     evaluation = family.evaluation
     return {"tasks": evaluation.num_tasks, "trajectories": evaluation.trajectories,
             "later_steps_lr_scale": evaluation.later_steps_lr_scale, "eval_seed": family.eval_seed,
             "steps": model.algorithm.eval_inner_steps}
+
+
+def first_step_size(model: Model) -> float | None:
+    """The first meta-test step's α, or None when it is learned per parameter (Meta-SGD, whose
+    fixed ``inner_lr`` is NaN)."""
+    alpha = getattr(model.algorithm, "inner_lr", None)
+    return float(alpha) if isinstance(alpha, (int, float)) and not math.isnan(alpha) else None
 
 
 def step_metrics(summary: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -132,6 +140,7 @@ def meta_test(model: Model, test_set: Any) -> MetaTestResult:
         paths = navigation_paths(model, torch.Generator().manual_seed(model.family.eval_seed + PATHS_SEED_OFFSET))
     files = {"metrics.json": {**metrics, **protocol(model)},
              "curves.json": {"setting": describe(model),
-                             "meta_test": {**protocol(model), "paper": model.family.evaluation.paper}, **summary},
+                             "meta_test": {**protocol(model), "paper": model.family.evaluation.paper,
+                                           "alpha": first_step_size(model)}, **summary},
              "trajectories.json": paths}
     return MetaTestResult({f"{stat}_{k}": v[stat] for k, v in metrics.items() for stat in ("return", "ci95")}, files)

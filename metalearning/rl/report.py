@@ -118,7 +118,7 @@ def metasgd_table4(results: dict[str, dict]) -> str:
 def settings_table(results: dict[str, dict]) -> str:
     """Every experiment's training budget and meta-test protocol."""
     head = ("| experiment | model | task | meta-iterations (best) × tasks × trajectories | TRPO H·v | "
-            "meta-test tasks × trajectories, steps | eval seed |\n|---|---|---|---|---|---|---|")
+            "meta-test tasks × trajectories, steps | α | eval seed |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for name, r in _ordered(results):
         s, p = r["setting"], r["meta_test"]
@@ -126,8 +126,16 @@ def settings_table(results: dict[str, dict]) -> str:
         hvp = HVP_LABELS.get(s.get("hvp"), "—") if s["meta_iterations"] else "— (not trained)"
         rows.append(f"| `{name}` | {s['method']} | {task} | {_budget(s)} × {s['meta_batch_size']} × "
                     f"{s['trajectories']} | {hvp} | {p['tasks']} × {p['trajectories']}, 0–{p['steps']} | "
-                    f"{p['eval_seed']} |")
+                    f"{_alpha(p)} | {p['eval_seed']} |")
     return "\n".join([head, *rows])
+
+
+def _alpha(protocol: dict) -> str:
+    """The first meta-test step's α: a number, "learned" (Meta-SGD's per-parameter α, recorded as
+    null) or "—" (not recorded)."""
+    if "alpha" not in protocol:
+        return "—"
+    return "learned" if protocol["alpha"] is None else f"{protocol['alpha']:g}"
 
 
 def _task_keys(results: dict[str, dict]) -> list[str]:

@@ -54,6 +54,9 @@ def add_runs_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--columns", help="comma-separated keys (default: id, name, status, start_time, duration_s, "
                                      "algorithm, shots, seed and every result.* key)")
     p.add_argument("--limit", type=int, help="at most this many runs, after sorting (default: all)")
+    p.add_argument("--group-over", action="append", default=[], metavar="KEY",
+                   help="one line per group of runs that agree on everything but KEY (repeatable; e.g. seed): "
+                        "the runs, their KEY values, and each result's mean and Student-t 95%% CI across them")
     p.set_defaults(fn=_guarded(_ls))
     p = command("show", [store, status], "one run: config, gin, metrics, artifacts, git",
                 "Print one run in full: command, status, git commit, config, result, a summary of each "
@@ -180,6 +183,18 @@ def _ls(args: argparse.Namespace) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     all_rows = rows(_store(args), metrics=needs_metrics([*selection.keys(), *(columns or [])]))
     selected = selection.apply(all_rows)
+    if args.group_over:
+        from metalearning.rundb.query import group_rows
+
+        check_keys(all_rows, [k if k.startswith("config.") else f"config.{k}" for k in args.group_over],
+                   "--group-over key")
+        selected = group_rows(selected, args.group_over)
+        if columns is None:
+            over = [k if k.startswith("config.") else f"config.{k}" for k in args.group_over]
+            columns = ["name", "status", "algorithm", "shots", "runs", *over] + sorted(
+                {k for r in selected for k in r if k.startswith("result.")})
+        _console().print(runs_table(selected, columns))
+        return 0
     if columns is None:
         columns = DEFAULT_COLUMNS + sorted({k for r in selected for k in r if k.startswith("result.")})
     else:

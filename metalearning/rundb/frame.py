@@ -64,7 +64,7 @@ def _plain(value):
 
 def runs_frame(store: RunStore | str | Path = "runs", *, where: Iterable[str] = (),
                status: Iterable[str] = (), since: str | None = None, until: str | None = None,
-               sort: Iterable[str] = (), metrics: bool = True) -> pd.DataFrame:
+               sort: Iterable[str] = (), metrics: bool = True, group_over: Sequence[str] = ()) -> pd.DataFrame:
     """Runs of ``store`` (a RunStore, or a file-store directory) that pass the filters.
 
     Args:
@@ -73,9 +73,13 @@ def runs_frame(store: RunStore | str | Path = "runs", *, where: Iterable[str] = 
         since, until: ISO dates bounding the start time (UTC; ``until`` exclusive).
         sort: keys, ``-key`` for descending.
         metrics: add ``metric.<name>`` columns (the last logged value of each metric).
+        group_over: keys (e.g. ``["seed"]``) to aggregate over: one row per group of runs that
+            agree on everything else, with ``runs``, ``ids``, the keys' values as lists, and each
+            numeric result/metric's mean and ``<key>.ci95`` across the group's runs
+            (:func:`metalearning.rundb.query.group_rows`).
 
     Returns:
-        One row per run; columns ``id``, ``name``, ``status``, ``start_time`` … then
+        One row per run (or group); columns ``id``, ``name``, ``status``, ``start_time`` … then
         ``config.<dotted path>``, ``result.<key>``, ``metric.<name>``.
     """
     if not hasattr(store, "records"):
@@ -83,4 +87,12 @@ def runs_frame(store: RunStore | str | Path = "runs", *, where: Iterable[str] = 
     selection = Selection(where=tuple(Where.parse(w) for w in where), statuses=tuple(status),
                           since=parse_date(since, "since") if since else None,
                           until=parse_date(until, "until") if until else None, sort=tuple(sort))
-    return frame(selection.apply(rows(store, metrics=metrics)))
+    selected = selection.apply(rows(store, metrics=metrics))
+    if group_over:
+        from metalearning.rundb.query import group_rows
+
+        grouped = group_rows(selected, list(group_over))
+        keys = {k for r in grouped for k in r}
+        return pd.DataFrame(grouped, columns=[c for c in LEADING if c in keys] + sorted(keys - set(LEADING),
+                                                                                          key=_column_order))
+    return frame(selected)

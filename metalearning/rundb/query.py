@@ -302,3 +302,43 @@ def _sort_key(key: str) -> Callable[[dict], tuple]:
         number = _number(value) if not isinstance(value, datetime) else value.timestamp()
         return (0, number, "") if number is not None else (1, 0.0, cell(value))
     return sort_key
+
+
+# Columns of a run row that identify the run rather than the experiment (never a grouping key).
+RUN_COLUMNS = ("id", "start_time", "stop_time", "duration_s", "host", "git_commit", "git_dirty")
+
+
+def group_rows(selected: Sequence[dict], over: Sequence[str]) -> list[dict[str, Any]]:
+    """Runs that agree on everything but the ``over`` keys (e.g. ``seed``), one row per group.
+
+    Two runs are in one group when their name, status and every ``config.*`` value other than
+    the ``over`` keys (``seed`` means ``config.seed``) are equal. Each group row keeps those
+    shared values and adds ``runs`` (how many), ``ids``, the ``over`` values as lists, and for
+    every numeric ``result.*``/``metric.*`` key the mean over the group's runs and
+    ``<key>.ci95``, the 95% half-width by Student's t across them (NaN for a single run): the
+    spread over training seeds, not over test tasks.
+    """
+    from metalearning.evaluation import mean_t_ci95
+
+    over_keys = {k if k.startswith("config.") else f"config.{k}" for k in over}
+    groups: dict[str, list[dict]] = {}
+    for values in selected:
+        identity = {k: v for k, v in values.items()
+                    if (k.startswith("config.") and k not in over_keys) or k in ("name", "status")}
+        groups.setdefault(json.dumps(identity, sort_keys=True, default=str), []).append(values)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        grouped: dict[str, Any] = {k: v for k, v in first.items()
+                                   if k not in RUN_COLUMNS and not k.startswith(("result.", "metric."))
+                                   and k not in over_keys}
+        grouped.update(runs=len(members), ids=[m["id"] for m in members])
+        for key in sorted(over_keys):
+            grouped[key] = [m.get(key) for m in members]
+        measured = sorted({k for m in members for k in m if k.startswith(("result.", "metric."))})
+        for key in measured:
+            numbers = [m[key] for m in members if isinstance(m.get(key), (int, float)) and not isinstance(m[key], bool)]
+            if len(numbers) == len(members):
+                grouped[key], grouped[f"{key}.ci95"] = mean_t_ci95([float(n) for n in numbers])
+        out.append(grouped)
+    return out

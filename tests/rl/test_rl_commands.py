@@ -59,6 +59,9 @@ def test_every_rl_experiment_smoke_runs(path, tmp_path):
         "tasks", "trajectories", "later_steps_lr_scale", "eval_seed", "steps"}
     assert all(math.isfinite(metrics[f"{k}_steps"]["return"]) for k in range(steps + 1))
     assert curves["setting"]["method"] == METHODS[path.stem.split("_")[0]]
+    alpha = curves["meta_test"]["alpha"]  # Meta-SGD's α is learned per parameter: recorded as null
+    assert alpha is None if path.stem.startswith("metasgd") else alpha == pytest.approx(0.1)
+    assert curves["meta_test"]["paper"] == ("metasgd" if path.stem.endswith(("_fixed", "_random")) else "maml")
     paths = read_json(tmp_path / "metrics" / "trajectories.json")["tasks"]
     assert len(paths) == (0 if path in LOCOMOTION else 2)
     for task in paths:
@@ -126,7 +129,7 @@ def _fake_result(root: Path, name: str, *, method: str, task: dict, returns: lis
                "meta_iterations": iterations, "best_iteration": max(iterations - 1, 0), "meta_batch_size": 20,
                "trajectories": 20, "inner_steps": 1, "eval_inner_steps": len(returns) - 1, "seed": 0,
                "hvp": "composed"}
-    protocol = {"tasks": 600, "trajectories": 40 if paper == "maml" else 20, "later_steps_lr_scale": 0.5,
+    protocol = {"tasks": 600, "trajectories": 40 if paper == "maml" else 20, "alpha": 0.1, "later_steps_lr_scale": 0.5,
                 "eval_seed": 7, "steps": len(returns) - 1, "paper": paper}
     write_json(metrics / "curves.json", {"setting": setting, "meta_test": protocol, "return_mean": returns,
                                          "return_ci95": [0.5] * len(returns)})
@@ -167,6 +170,7 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     maml_section = next(part for part in sections if part.startswith("2D navigation, MAML's Fig. 4"))
     assert "`maml_curve`" in maml_section and "`metasgd_fixed`" not in maml_section
     assert "exact (Jᵀ∇²KL J)" in text and "— (not trained)" in text
+    assert "| 0.1 | 7 |" in text  # the first step's α beside the eval seed
     assert "a note" in text
     for png in ("return_vs_steps.png", "trajectories.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"

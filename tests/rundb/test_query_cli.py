@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -14,7 +15,7 @@ from metalearning.rundb.query import QueryError, Where, algorithm
 from metalearning.rundb.store import FileRunStore, MongoRunStore
 from metalearning.runs import recorded_run
 
-from .conftest import OPERATIVE_GIN, runs_cli, table_rows
+from .conftest import OPERATIVE_GIN, gin_config, runs_cli, table_rows
 
 
 @pytest.fixture(params=["file", "mongo"])
@@ -197,3 +198,32 @@ def test_where_parses_values_as_json_else_text():
 ])
 def test_algorithm_comes_from_the_gin_config(gin, expected):
     assert algorithm({"gin": gin}) == expected
+
+
+def test_runs_group_over_seeds_with_a_student_t_interval(tmp_path, capsys):
+    """Three training seeds of one configuration collapse into one row (mean, t-interval across
+    seeds); a run with another α stays its own group."""
+    runs_dir = tmp_path / "runs"
+    finals = {0: 0.50, 1: 0.62, 2: 0.44}
+    for seed, final in finals.items():
+        recorded_run("meta-train", lambda run, final=final: {"final_meta_val_mse": final},
+                     config={**gin_config("MAML", shots=5), "seed": seed}, runs_dir=runs_dir)
+    recorded_run("meta-train", lambda run: {"final_meta_val_mse": 0.9},
+                 config={**gin_config("MAML", shots=5, inner_lr=0.1), "seed": 0}, runs_dir=runs_dir)
+
+    df = runs_frame(runs_dir, group_over=["seed"]).sort_values("runs", ascending=False)
+    assert df["runs"].tolist() == [3, 1]
+    three = df.iloc[0]
+    assert three["config.seed"] == [0, 1, 2] and three["ids"] == ["1", "2", "3"]
+    values = list(finals.values())
+    mean = sum(values) / 3
+    std = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
+    assert three["result.final_meta_val_mse"] == pytest.approx(mean)
+    assert three["result.final_meta_val_mse.ci95"] == pytest.approx(4.303 * std / 3**0.5)  # t with 2 df
+    assert math.isnan(df.iloc[1]["result.final_meta_val_mse.ci95"])  # one seed: no interval
+    assert df.iloc[1]["config.gin.macros.inner_lr"] == 0.1
+
+    rows = table_rows(_out(capsys, "ls", "--runs-dir", str(runs_dir), "--group-over", "seed"))
+    assert [r[4] for r in rows] == ["3", "1"] and rows[0][5] == "[0, 1, 2]"
+    assert runs_cli("ls", "--runs-dir", str(runs_dir), "--group-over", "sed") == 2
+    assert "--group-over key" in capsys.readouterr().err
