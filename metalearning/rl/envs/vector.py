@@ -2,10 +2,9 @@
 
 Sub-environment ``i·B + j`` runs trajectory ``j`` of task ``i`` (task-major, the layout the
 samplers and the policies' per-task ``act`` expect). ``SyncVectorEnv`` steps them in one
-process: on the project's 2-core machine (``metalearning bench --rollouts``), 40 ``HalfCheetahVel``
-envs stepped at 6,568 env-steps/s in one ``SyncVectorEnv``, 11,011 split over 2 processes (the
-trainer's torch.distributed ranks), and 3,660 with ``AsyncVectorEnv`` (one process per env: the
-pipe traffic costs more than a MuJoCo step).
+process: on the project's 2-core machine, 10 ``HalfCheetahVel`` envs stepped at ~2,600
+env-steps/s with ``SyncVectorEnv`` against ~900 with ``AsyncVectorEnv`` (one process per env;
+the pipe traffic costs more than a MuJoCo step).
 """
 
 from __future__ import annotations
