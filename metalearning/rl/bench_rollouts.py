@@ -83,10 +83,13 @@ def cheetah_vector_env(num_envs: int = 10, horizon: int = 200) -> tuple[float, f
 
 def _rank_rollout(rank: int, processes: int, envs: int, horizon: int, port: int, out) -> None:
     """One of ``processes`` workers: its share of ``envs`` cheetah envs, timed between two barriers."""
+    import warnings
+
     import torch.distributed as dist
 
     from metalearning.rl.envs.vector import make_task_vector_env
 
+    warnings.filterwarnings("ignore", message="MuJoCo")  # the cheetah XML's deprecated attribute, once per env
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=processes)
@@ -139,6 +142,9 @@ def cheetah_async(envs: int = 40, horizon: int = 200) -> tuple[float, float]:
 
 
 def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="MuJoCo")
     torch.set_num_threads(1)  # a shared 2-core machine; the policy is tiny
     batched_navigation(2, 2)  # warm-up (first-call overheads)
     fast_steps, fast_s = batched_navigation()
