@@ -44,7 +44,7 @@ from metalearning.core.family import MetaBatch
 from metalearning.core.shards import shard_bounds, task_slice
 from metalearning.devices import to_like
 from metalearning.evaluation import mean_ci95
-from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_loss, surrogate_of
+from metalearning.rl.losses import PolicyBatch, SurrogateBatch, reinforce_loss, surrogate_of
 from metalearning.rl.policy import ActFn, gaussian_params, make_task_act
 from metalearning.rl.returns import EpisodesLike, estimate_advantages
 from metalearning.rl.rollouts import ShardedGenerator, TaskShard
@@ -101,17 +101,6 @@ def adapted_params(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams
                       first_order=algo.first_order)
 
 
-def task_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams,
-                   task: RLTask) -> tuple[Tensor, Tensor]:
-    """(TRPO surrogate of the query episodes at θ'_i(meta_params), mean KL(π_old ‖ π_θ'_i)).
-
-    The meta-objective term of maml.md Algorithm 3 line 10 / meta-sgd.md eq. 5 for one task, in
-    TRPO's importance-sampled form.
-    """
-    params = adapted_params(policy, algo, meta_params, task.support)
-    return surrogate_loss(policy)(params, task.query)
-
-
 def meta_objective_parts(policy: nn.Module, algo: MetaLearner, tasks: RLTask, *, vectorize: bool = True
                          ) -> tuple[Callable[[MetaParams], Any], Callable[[Any], tuple[Tensor, Tensor]]]:
     """:func:`meta_objective` as ``outer(inner(meta_params))`` (TRPO's
@@ -139,7 +128,9 @@ def meta_objective_parts(policy: nn.Module, algo: MetaLearner, tasks: RLTask, *,
 
 def meta_objective(policy: nn.Module, algo: MetaLearner, meta_params: MetaParams, tasks: RLTask, *,
                    vectorize: bool = True) -> tuple[Tensor, Tensor]:
-    """Means over the meta-batch of :func:`task_objective`: (surrogate loss, KL), scalars."""
+    """Means over the meta-batch of each task's (TRPO surrogate of its query episodes at
+    θ'_i(meta_params), mean KL(π_old ‖ π_θ'_i)), scalars: the meta-objective of maml.md Algorithm 3
+    line 10 / meta-sgd.md eq. 5 in TRPO's importance-sampled form."""
     inner, outer = meta_objective_parts(policy, algo, tasks, vectorize=vectorize)
     return outer(inner(meta_params))
 
