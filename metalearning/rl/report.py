@@ -4,6 +4,7 @@ plot, the pre-/post-update paths of a few 2D-navigation tasks, and the learning 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,11 @@ def group_key(result: dict[str, Any]) -> str:
 
 def _title(key: str) -> str:
     return NAV2D_TITLES.get(key, key)
+
+
+def _panel_title(key: str) -> str:
+    """:func:`_title` wrapped to a plot panel's width."""
+    return textwrap.fill(_title(key), 55)
 
 
 def _ordered(results: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -159,7 +165,7 @@ def plot_return_vs_steps(results: dict[str, dict], path: Path) -> None:
             ax.errorbar(range(len(r["return_mean"])), r["return_mean"], yerr=r["return_ci95"], marker="o",
                         markersize=3, capsize=2, label=name)
         _paper_marks(ax, key, width)
-        ax.set(xlabel="policy-gradient steps at meta-test", ylabel="average return", title=_title(key),
+        ax.set(xlabel="policy-gradient steps at meta-test", ylabel="average return", title=_panel_title(key),
                xticks=range(width))
         ax.legend(fontsize=7)
     save_figure(fig, path)
@@ -221,7 +227,8 @@ def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
             iterations = [row["iteration"] for row in rows]
             (line,) = ax.plot(iterations, [row["meta_train.post_update_return"] for row in rows], label=name)
             ax.plot(iterations, [row["meta_train.pre_update_return"] for row in rows], "--", color=line.get_color())
-        ax.set(xlabel="meta-iteration", ylabel="average return (- - pre-update, — post-update)", title=_title(key))
+        ax.set(xlabel="meta-iteration", ylabel="average return (- - pre-update, — post-update)",
+               title=_panel_title(key))
         ax.legend(fontsize=7)
     save_figure(fig, path)
 
