@@ -223,11 +223,16 @@ def experiment_bindings(params: dict, task: str, experiment: str, origin: Path =
     return [str(b) for b in entry.get(params["profile"], [])] if isinstance(entry, dict) else []
 
 
+def rl_experiment_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
+    """RL experiment ``experiment``'s own meta-test bindings (its ``test`` list, any profile)."""
+    return [str(b) for b in _get(params, f"rl.experiments.{experiment}", origin).get("test", [])]
+
+
 def rl_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
     """The meta-test bindings of RL experiment ``experiment``: the seed of the new tasks
-    (``rl.meta_test_seed``), then the experiment's own ``test`` list (any profile)."""
-    entry = _get(params, f"rl.experiments.{experiment}", origin)
-    return [f"MetaRL.eval_seed = {int(params['rl']['meta_test_seed'])}", *map(str, entry.get("test", []))]
+    (``rl.meta_test_seed``), then :func:`rl_experiment_test_bindings`."""
+    seed = f"MetaRL.eval_seed = {int(params['rl']['meta_test_seed'])}"
+    return [seed, *rl_experiment_test_bindings(params, experiment, origin)]
 
 
 def episode_set_names(experiments: dict, name: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Sequence
 import gin
 
 from metalearning.config import load_config
-from metalearning.params import omniglot_variant, rl_test_bindings, stage_settings
+from metalearning.params import omniglot_variant, rl_experiment_test_bindings, stage_settings
 
 
 class Deviation(NamedTuple):
@@ -54,7 +54,7 @@ def section_deviations(params: dict, task: str, origin: Path) -> list[Deviation]
     for name in params[task]["experiments"]:
         config, bindings, _ = stage_settings(params, task, name, origin)
         if task == "rl":  # and the meta-test's own bindings (e.g. a baseline's swept fine-tuning α)
-            bindings = [*bindings, *rl_test_bindings(params, name, origin)[1:]]
+            bindings = [*bindings, *rl_experiment_test_bindings(params, name, origin)]
         found += binding_deviations(name, config, bindings)
     return found
 

@@ -184,13 +184,12 @@ def _ls(args: argparse.Namespace) -> int:
     all_rows = rows(_store(args), metrics=needs_metrics([*selection.keys(), *(columns or [])]))
     selected = selection.apply(all_rows)
     if args.group_over:
-        from metalearning.rundb.query import group_rows
+        from metalearning.rundb.query import config_key, group_rows
 
-        check_keys(all_rows, [k if k.startswith("config.") else f"config.{k}" for k in args.group_over],
-                   "--group-over key")
-        selected = group_rows(selected, args.group_over)
+        over = [config_key(k) for k in args.group_over]
+        check_keys(all_rows, over, "--group-over key")
+        selected = group_rows(selected, over)
         if columns is None:
-            over = [k if k.startswith("config.") else f"config.{k}" for k in args.group_over]
             columns = ["name", "status", "algorithm", "shots", "runs", *over] + sorted(
                 {k for r in selected for k in r if k.startswith("result.")})
         _console().print(runs_table(selected, columns))

@@ -308,6 +308,11 @@ def _sort_key(key: str) -> Callable[[dict], tuple]:
 RUN_COLUMNS = ("id", "start_time", "stop_time", "duration_s", "host", "git_commit", "git_dirty")
 
 
+def config_key(key: str) -> str:
+    """A config key as its row column: ``seed`` → ``config.seed`` (``config.*`` as it is)."""
+    return key if key.startswith("config.") else f"config.{key}"
+
+
 def group_rows(selected: Sequence[dict], over: Sequence[str]) -> list[dict[str, Any]]:
     """Runs that agree on everything but the ``over`` keys (e.g. ``seed``), one row per group.
 
@@ -320,7 +325,7 @@ def group_rows(selected: Sequence[dict], over: Sequence[str]) -> list[dict[str, 
     """
     from metalearning.evaluation import mean_t_ci95
 
-    over_keys = {k if k.startswith("config.") else f"config.{k}" for k in over}
+    over_keys = {config_key(k) for k in over}
     groups: dict[str, list[dict]] = {}
     for values in selected:
         identity = {k: v for k, v in values.items()

@@ -141,15 +141,22 @@ def _algorithms(theta):
     }
 
 
-@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "pretrain"])
-def test_composed_hvp_equals_double_backprop_through_the_inner_update(problem, name):
-    """TRPO's "composed" products Jᵀ(∇²kl)J v (no third derivatives) equal the direct double
-    backpropagation through the whole meta-objective, and the loss gradients agree (float64)."""
+def _split_problem(problem, name):
+    """(policy, algorithm, detached meta-parameters, meta-batch, split objective) of ``problem``
+    under algorithm ``name`` of :func:`_algorithms`."""
     policy, theta, support, query = problem
     algo, meta = _algorithms(theta)[name]
     meta = {g: {k: p.detach() for k, p in group.items()} for g, group in meta.items()}
     tasks = _meta_batch(policy, algo, meta, support, query)
-    split, flat0 = _split(policy, algo, meta, tasks), flatten(meta)
+    return policy, algo, meta, tasks, _split(policy, algo, meta, tasks)
+
+
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "pretrain"])
+def test_composed_hvp_equals_double_backprop_through_the_inner_update(problem, name):
+    """TRPO's "composed" products Jᵀ(∇²kl)J v (no third derivatives) equal the direct double
+    backpropagation through the whole meta-objective, and the loss gradients agree (float64)."""
+    policy, algo, meta, tasks, split = _split_problem(problem, name)
+    flat0 = flatten(meta)
     loss, kl, g, hvp = composed_gradient_and_hvp(split, flat0)
 
     flat = flat0.clone().requires_grad_()
@@ -170,11 +177,8 @@ def test_finite_difference_hvp_agrees_with_the_exact_one(problem, name):
     """rllab's symmetric finite differences of ∇kl (MAML's code) approximate the exact product,
     with the central difference's O(ε²) error: 10× smaller ε, ~100× smaller error (while εv
     crosses no ReLU kink: on this small policy that holds below ε ≈ 1e-3/‖θ‖)."""
-    policy, theta, support, query = problem
-    algo, meta = _algorithms(theta)[name]
-    meta = {g: {k: p.detach() for k, p in group.items()} for g, group in meta.items()}
-    tasks = _meta_batch(policy, algo, meta, support, query)
-    split, flat0 = _split(policy, algo, meta, tasks), flatten(meta)
+    *_, meta, _, split = _split_problem(problem, name)
+    flat0 = flatten(meta)
     _, _, _, exact = composed_gradient_and_hvp(split, flat0)
     v = torch.randn(flat0.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     v = v / v.norm()
