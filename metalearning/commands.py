@@ -91,8 +91,10 @@ def all_processes_ready() -> Iterator[None]:
 
 def _claim(out_dir: Path, force: bool) -> None:
     """Refuse an output folder holding another run's files, unless ``force`` (then remove them)."""
-    # hidden files are not a run's (DVC keeps a .gitignore for the cached checkpoint there)
-    present = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".")) if out_dir.is_dir() else []
+    # hidden files are not a run's (DVC keeps a .gitignore for the cached checkpoint there), nor are
+    # folders (a pipeline stage keeps its other training seeds' runs in replicates/)
+    present = (sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".") and not p.is_dir())
+               if out_dir.is_dir() else [])
     if present and not force:
         raise ValueError(f"output folder {out_dir} is not empty ({', '.join(present[:5])}); choose another --out, "
                          "or pass --force to replace the run in it")

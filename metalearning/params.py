@@ -43,6 +43,7 @@ class SineMetaTest(_Strict):
 
 class SineExperiment(_Strict):
     family: str
+    seeds: int = PositiveInt  # required: training seeds (metalearning.replicates): seed, seed + 1, …
 
 
 class Sine(_Strict):
@@ -66,6 +67,7 @@ class FewShotMetaTest(_Strict):
 class FewShotExperiment(_Strict):
     episodes: Union[str, list[str]]
     cpu: list[str]  # required (may be []): what the cpu profile changes; missing would train paper budgets
+    seeds: int = PositiveInt  # required: training seeds (metalearning.replicates): seed, seed + 1, …
 
 
 class FewShot(_Strict):
@@ -89,6 +91,7 @@ class RLExperimentParams(_Strict):
     cpu: list[str] = []  # bindings the cpu profile adds to training
     paper: list[str] = []  # bindings the paper profile adds to training (e.g. a stated reduced MuJoCo budget)
     test: list[str] = []  # bindings the meta-test adds in every profile (e.g. a baseline's tuned fine-tuning α)
+    seeds: int = PositiveInt  # required: training seeds (metalearning.replicates): seed, seed + 1, …
 
 
 class RL(_Strict):

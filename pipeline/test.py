@@ -1,7 +1,9 @@
 """DVC stage: meta-test one trained experiment of any task family by its protocol: sine on its
 family's fixed meta-test set, few-shot on each of its episode sets (params.yaml
 ``<task>.experiments.<name>.episodes``, into ``<out>/<set>/``), meta-RL on new tasks drawn with
-``rl.meta_test_seed`` and the experiment's ``test`` bindings."""
+``rl.meta_test_seed`` and the experiment's ``test`` bindings. Every training seed's model is
+tested (the primary's results into ``--out``, the others' into ``--out/replicates/seed<k>``), and
+``seeds.json`` beside each ``metrics.json`` summarises them across seeds (metalearning.replicates)."""
 
 import argparse
 from pathlib import Path
@@ -9,12 +11,14 @@ from pathlib import Path
 from metalearning.commands import test
 from metalearning.openmp import set_threads
 from metalearning.params import episode_set_names, rl_test_bindings, stage_launch, stage_params, task_threads
+from metalearning.replicates import replicate_dir, training_seeds, write_replicate_index, write_seed_summaries
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--task", default="sine", help="params.yaml section: sine, omniglot or rl")
 parser.add_argument("--experiment", required=True)
-parser.add_argument("--checkpoint", type=Path, required=True)
+parser.add_argument("--checkpoint", type=Path, required=True, help="the primary seed's checkpoint; the other "
+                    "seeds' are in replicates/seed<k>/ beside it")
 parser.add_argument("--test-set", type=Path, help="sine: the family's meta-test set")
 parser.add_argument("--episodes-dir", type=Path, help="few-shot: the folder holding <set>.pt")
 parser.add_argument("--out", type=Path, required=True)
@@ -25,12 +29,18 @@ params = stage_params(args.params)
 set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
 device, _ = stage_launch(params, args.params)  # meta-tests run in one process
-if args.task == "sine":
-    test(args.checkpoint, args.test_set, out_dir=args.out, mongo_url=mongo_url, device=device)
-elif args.task == "rl":
-    test(args.checkpoint, out_dir=args.out, bindings=rl_test_bindings(params, args.experiment, args.params),
-         mongo_url=mongo_url, device=device)
-else:
-    for name in episode_set_names(params[args.task]["experiments"], args.experiment):
-        test(args.checkpoint, args.episodes_dir / f"{name}.pt", out_dir=args.out / name, mongo_url=mongo_url,
-             device=device)
+seeds = training_seeds(params, args.task, args.experiment)
+for seed in seeds:
+    primary = seed == seeds[0]
+    checkpoint = args.checkpoint if primary else replicate_dir(args.checkpoint.parent, seed) / args.checkpoint.name
+    out = args.out if primary else replicate_dir(args.out, seed)
+    if args.task == "sine":
+        test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
+    elif args.task == "rl":
+        test(checkpoint, out_dir=out, bindings=rl_test_bindings(params, args.experiment, args.params),
+             mongo_url=mongo_url, device=device)
+    else:
+        for name in episode_set_names(params[args.task]["experiments"], args.experiment):
+            test(checkpoint, args.episodes_dir / f"{name}.pt", out_dir=out / name, mongo_url=mongo_url, device=device)
+write_replicate_index(args.out, seeds[1:])
+write_seed_summaries(args.out, seeds)

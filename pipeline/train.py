@@ -1,5 +1,7 @@
 """DVC stage: meta-train one experiment of any task family under the active profile, on the
-profile's device, in ``nproc`` processes (this script relaunches itself under torchrun)."""
+profile's device, in ``nproc`` processes (this script relaunches itself under torchrun), once per
+training seed (metalearning.replicates): the primary seed into ``--out``, the others into
+``--out/replicates/seed<k>``, as many at once as the cores allow."""
 
 import argparse
 import os
@@ -9,6 +11,7 @@ from pathlib import Path
 from metalearning.commands import train
 from metalearning.openmp import set_threads
 from metalearning.params import stage_launch, stage_params, stage_settings
+from metalearning.replicates import python_command, replicate_dir, run_parallel, training_seeds, write_replicate_index
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -18,14 +21,31 @@ parser.add_argument("--experiment", required=True, help="experiment config name 
                     "configs/rl/experiments/ for rl)")
 parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+parser.add_argument("--seed", type=int, default=None, help="train this one training seed into --out (default: "
+                    "every seed of the experiment, params.yaml `seeds`)")
+parser.add_argument("--quiet", action="store_true", help="no progress bar")
 args = parser.parse_args()
 
 params = stage_params(args.params)
 device, nproc = stage_launch(params, args.params, args.task)
-if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the stage is the launcher: torchrun runs this script N times
+config, bindings, threads = stage_settings(params, args.task, args.experiment, args.params)
+if args.seed is None:  # the stage: every training seed, each in its own process(es)
+    seeds = training_seeds(params, args.task, args.experiment)
+    base = [*sys.argv[1:]]
+    jobs = [python_command(__file__, *base, "--seed", str(seeds[0]))]
+    jobs += [python_command(__file__, *base, "--seed", str(s), "--out", str(replicate_dir(args.out, s)), "--quiet")
+             for s in seeds[1:]]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        run_parallel(jobs, workers=cores // (threads * nproc))
+    except RuntimeError as err:
+        print(f"{Path(__file__).name}: error: {args.experiment}: a training seed failed ({err})", file=sys.stderr)
+        raise SystemExit(1) from None
+    write_replicate_index(args.out, seeds[1:])
+    raise SystemExit(0)
+if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the seed's launcher: torchrun runs this script N times
     os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                               f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
-config, bindings, threads = stage_settings(params, args.task, args.experiment, args.params)
 set_threads(threads)
-train([config], bindings, seed=params["seed"], out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params),
-      device=device)
+train([config], bindings, seed=args.seed, out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params),
+      device=device, progress=not args.quiet)

@@ -21,19 +21,21 @@ def _tiny_params() -> dict:
     params["profiles"]["cpu"]["sine_meta_iterations"] = 20
     params["sine"]["meta_test"].update(curves=4, repeats=2)
     params["sine"]["families"] = ["sine_metasgd"]
-    params["sine"]["experiments"] = {"maml_sine_5shot": {"family": "sine_metasgd"}}
+    params["sine"]["experiments"] = {"maml_sine_5shot": {"family": "sine_metasgd", "seeds": 2}}
     params["data"]["mirrors"] = [str(OMNIGLOT_MIRROR)]  # the copy lives in a temp dir without ../shared
     params["omniglot"]["meta_test"]["episodes"] = 10
     tiny = ["filters = 4", "MetaTrainer.meta_batch_size = 2", "MetaTrainer.meta_iterations = 3",
             "MetaTrainer.meta_val_tasks = 2", "MetaTrainer.log_every = 2"]
     params["omniglot"]["meta_test"]["sets"]["5w2s"] = {"ways": 5, "shots": 2, "queries": 1}
-    params["omniglot"]["experiments"] = {"maml_omniglot_5w1s": {"episodes": ["5w1s", "5w2s"], "cpu": list(tiny)},
-                                         "reptile_omniglot_5w1s": {"episodes": "5w1s", "cpu": list(tiny)}}
+    params["omniglot"]["experiments"] = {
+        "maml_omniglot_5w1s": {"episodes": ["5w1s", "5w2s"], "cpu": list(tiny), "seeds": 1},
+        "reptile_omniglot_5w1s": {"episodes": "5w1s", "cpu": list(tiny), "seeds": 1}}
     rl_tiny = ["GaussianMLPPolicy.hidden = (8,)", "meta_batch_size = 2", "trajectories = 2", "TRPO.cg_iters = 2",
                "eval_tasks = 3", "eval_trajectories = 2", "MetaRL.plotted_tasks = 2",
                "BatchNavigation2D.horizon = 5"]
-    params["rl"]["experiments"] = {"maml_nav2d_fixed": {"cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"]},
-                                   "random_nav2d": {"cpu": list(rl_tiny)}}
+    params["rl"]["experiments"] = {
+        "maml_nav2d_fixed": {"cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"], "seeds": 1},
+        "random_nav2d": {"cpu": list(rl_tiny), "seeds": 1}}
     return params
 
 
@@ -83,6 +85,31 @@ def test_repro_writes_every_stage_output(pipeline_dir):
     assert "| `maml_omniglot_5w1s` | `filters` | `64` |" in report  # the generated deviations section
 
 
+def test_training_seeds_are_a_pipeline_axis(pipeline_dir):
+    """maml_sine_5shot has `seeds: 2`: seed 1 trains into replicates/seed1, is meta-tested beside the
+    primary, and seeds.json and the report give the mean across both seeds."""
+    import torch
+
+    from metalearning.metrics_io import read_json
+
+    models, metrics = pipeline_dir / "models/sine/maml_sine_5shot", pipeline_dir / "metrics/sine/maml_sine_5shot"
+    assert read_json(models / "replicates/seeds.json") == {"seeds": [1]}
+    primary = torch.load(models / "checkpoint.pt", weights_only=False)
+    replica = torch.load(models / "replicates/seed1/checkpoint.pt", weights_only=False)
+    assert (primary["seed"], replica["seed"]) == (0, 1)
+    assert not torch.equal(primary["meta_params"]["theta"]["0.weight"], replica["meta_params"]["theta"]["0.weight"])
+    summary = read_json(metrics / "seeds.json")
+    assert summary["seeds"] == [0, 1]
+    values = [read_json(metrics / "metrics.json")["5shot"]["mse"],
+              read_json(metrics / "replicates/seed1/metrics.json")["5shot"]["mse"]]
+    assert summary["results"]["5shot"]["per_seed"] == values
+    assert summary["results"]["5shot"]["mse"] == pytest.approx(sum(values) / 2, rel=1e-12)
+    report = (pipeline_dir / "reports/sine/README.md").read_text()
+    assert "## Across training seeds" in report and "| `maml_sine_5shot` | 5shot · mse | 2 |" in report
+    omniglot = read_json(pipeline_dir / "metrics/omniglot/maml_omniglot_5w1s/5w1s/seeds.json")
+    assert omniglot["seeds"] == [0] and omniglot["results"]["transductive"]["ci95_seeds"] is None
+
+
 def test_second_repro_is_a_no_op(pipeline_dir):
     out = _run(["dvc", "status"], pipeline_dir).stdout
     assert "up to date" in out
@@ -107,6 +134,15 @@ def test_omniglot_experiment_params_rerun_only_that_experiment(pipeline_dir):
     out = _run(["dvc", "status"], pipeline_dir).stdout
     assert "train_omniglot@reptile_omniglot_5w1s" in out
     assert "train_omniglot@maml_omniglot_5w1s" not in out and "sine" not in out and "episodes_omniglot" not in out
+
+
+def test_more_seeds_rerun_only_that_experiment(pipeline_dir):
+    params = _tiny_params()
+    params["omniglot"]["experiments"]["reptile_omniglot_5w1s"]["seeds"] = 2
+    (pipeline_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run(["dvc", "status"], pipeline_dir).stdout
+    assert "train_omniglot@reptile_omniglot_5w1s" in out and "test_omniglot@reptile_omniglot_5w1s" in out
+    assert "train_omniglot@maml_omniglot_5w1s" not in out and "sine" not in out
 
 
 def test_another_episode_set_reruns_only_that_meta_test(pipeline_dir):

@@ -79,8 +79,11 @@ def deviations_section(params: dict, task: str, origin: Path) -> str:
         lines += ["| experiment | setting | paper (experiment file) | this run |", "|---|---|---|---|", *rows]
     else:
         lines += ["None: this profile trains every experiment file as it is."]
-    lines += ["", f"- Training seeds: one per experiment (params.yaml `seed` = {params['seed']}); every ± above is "
-              "over test tasks. Reptile's and MAML++'s published ± come from 3 training seeds."]
+    counts = sorted({int(e["seeds"]) for e in params[task]["experiments"].values() if isinstance(e, dict)})
+    lines += ["", f"- Training seeds: {' or '.join(map(str, counts))} per experiment (params.yaml "
+              f"`{task}.experiments.<name>.seeds`, from `seed` = {params['seed']}); the tables' ± are over test tasks "
+              "for the primary seed, the across-seed intervals are in their own section. Reptile's and MAML++'s "
+              "published ± come from 3 training seeds."]
     if task == "omniglot" and omniglot_variant(params, origin) != "full":
         lines.append(f"- Data: Omniglot `{omniglot_variant(params, origin)}` instead of the papers' full 1623 "
                      "characters.")

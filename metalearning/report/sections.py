@@ -10,6 +10,7 @@ from typing import Callable
 
 from metalearning.params import active_profile, episode_set_names, load_params, omniglot_variant
 from metalearning.report.deviations import deviations_section
+from metalearning.report.seeds import seeds_section
 
 FEWSHOT_SECTIONS = ("omniglot", "miniimagenet")
 
@@ -93,5 +94,7 @@ def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), 
     params = load_params(params_path)
     writers[task](params, params_path, metrics or Path("metrics") / task, models or Path("models") / task, out)
     page = out / "README.md"
-    page.write_text(page.read_text().rstrip("\n") + "\n\n" + deviations_section(params, task, params_path))
+    seeds = seeds_section(metrics or Path("metrics") / task, list(params[task]["experiments"]))
+    deviations = deviations_section(params, task, params_path)
+    page.write_text(page.read_text().rstrip("\n") + "\n\n" + seeds + "\n" + deviations)
     return out
