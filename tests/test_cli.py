@@ -50,7 +50,7 @@ def test_report_command_writes_a_section_from_its_metrics(tmp_path, repo):
                 "--runs-dir", str(tmp_path / "runs")).returncode == 0
     params = tmp_path / "params.yaml"
     values = yaml.safe_load((repo / "params.yaml").read_text())
-    values["sine"]["experiments"] = {"maml_sine_5shot": {"family": "sine_metasgd"}}
+    values["sine"]["experiments"] = {"maml_sine_5shot": {"family": "sine_metasgd", "seeds": 1}}
     params.write_text(yaml.safe_dump(values))
     out = _cli("report", "--task", "sine", "--params", str(params), "--metrics", str(metrics), "--models", str(models),
                "--out", str(tmp_path / "report"))

@@ -51,6 +51,10 @@ BAD = [
     ("profiles.paper.device", "gpu", r"profiles\.paper\.device: String should match pattern .*\(got 'gpu'\)"),
     ("profiles.cpu.nproc", 0, r"profiles\.cpu\.nproc: Input should be greater than or equal to 1"),
     ("rl.nproc", 0, r"rl\.nproc: Input should be greater than or equal to 1"),
+    ("sine.experiments.maml_sine_5shot.seeds", KeyError, r"sine\.experiments\.maml_sine_5shot\.seeds: Field required"),
+    ("omniglot.experiments.maml_omniglot_5w1s.seeds", 0, r"maml_omniglot_5w1s\.seeds: Input should be greater than or "
+                                                         "equal to 1"),
+    ("rl.experiments.maml_nav2d.seeds", "3", r"maml_nav2d\.seeds: Input should be a valid integer"),
 ]
 
 
@@ -100,7 +104,8 @@ def test_rl_experiments_bind_per_profile_and_at_meta_test():
     """An RL entry's ``cpu``/``paper`` lists bind training in that profile only; its ``test`` list
     binds every meta-test, after the meta-test seed."""
     params = copy.deepcopy(PARAMS)
-    params["rl"]["experiments"]["pretrained_nav2d"] = {"cpu": ["a = 1"], "paper": ["b = 2"], "test": ["c = 3"]}
+    params["rl"]["experiments"]["pretrained_nav2d"] = {"cpu": ["a = 1"], "paper": ["b = 2"], "test": ["c = 3"],
+                                                    "seeds": 1}
     check_params(params)
     assert experiment_bindings(params, "rl", "pretrained_nav2d") == ["a = 1"]
     params["profile"] = "paper"

@@ -2,6 +2,7 @@
 
 import pytest
 
+from metalearning.metrics_io import write_json
 from metalearning.report.paper_values import METASGD_TABLE1
 from metalearning.report.sine import maml_steps_table, table1, write_report
 
@@ -97,7 +98,7 @@ def test_the_deviations_section_is_computed_from_the_experiment_file_and_the_pro
     params["profile"] = "paper"
     paper = deviations_section(params, "rl", repo / "params.yaml")
     assert "meta_iterations" not in paper and "| `random_nav2d` | `fine_tune_lr` | `0.1` | `1.0` |" in paper
-    params["rl"]["experiments"] = {"maml_nav2d_fixed": {}}
+    params["rl"]["experiments"] = {"maml_nav2d_fixed": {"seeds": 1}}
     assert "None: this profile trains every experiment file as it is." in deviations_section(params, "rl",
                                                                                              repo / "params.yaml")
 
@@ -108,3 +109,20 @@ def test_maml_table2_puts_the_run_on_mamls_own_family_first_and_keeps_it_out_of_
     rows = [line for line in maml_steps_table(results).splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `maml_paper_sine_10shot` | MAML's (ω = 1) | 10 |")
     assert rows[1].startswith("| `maml_sine_5shot` | Meta-SGD's (ω ∈ [0.8, 1.2]) | 5 |")
+
+
+def test_the_seeds_section_shows_the_across_seed_mean_and_interval_beside_each_seed(tmp_path):
+    from metalearning.replicates import seed_summary
+    from metalearning.report.seeds import seeds_section
+
+    per_seed = {0: {"transductive": {"accuracy": 0.97, "ci95": 0.007}},
+                1: {"transductive": {"accuracy": 0.95, "ci95": 0.008}},
+                2: {"transductive": {"accuracy": 0.96, "ci95": 0.009}}}
+    write_json(tmp_path / "maml" / "5w1s" / "seeds.json", {"seeds": [0, 1, 2], "results": seed_summary(per_seed)})
+    write_json(tmp_path / "fomaml" / "5w1s" / "seeds.json", {"seeds": [0], "results": seed_summary({0: per_seed[0]})})
+    text = seeds_section(tmp_path, ["maml", "fomaml"])
+    # mean 96.00%, t(2 df) half-width 4.303 * 0.01 / sqrt(3) = 2.48 points
+    assert "| `maml` | 5w1s · transductive · accuracy | 3 | 96.00 ± 2.48% | 0: 97.00 ± 0.70%; 1: 95.00 ± 0.80%; " \
+           "2: 96.00 ± 0.90% |" in text
+    assert "One training seed only: `fomaml`." in text
+    assert "No experiment" in seeds_section(tmp_path, ["fomaml"])
