@@ -180,6 +180,10 @@ class MetaTrainer:
         if processes.size > meta_batch_size:
             raise ValueError(f"MetaTrainer.meta_batch_size: {meta_batch_size} tasks cannot be shared by "
                              f"{processes.size} processes (each needs at least one task)")
+        if algorithm.carries_state and processes.size > 1:
+            raise ValueError(f"{type(algorithm).__name__} carries state from task to task (e.g. "
+                             "Reptile.persistent_moments), so its meta-batch cannot be split across "
+                             f"{processes.size} processes: train it in one process")
         reason = algorithm.unsupported(tasks.kind)
         if reason:
             raise ValueError(f"MetaTrainer.algorithm: {algorithm.label} cannot meta-train on {tasks.kind} tasks: "
@@ -227,6 +231,7 @@ class TrainingState:
     best: MetaParams | None = None  # families that select: the best-scoring meta-parameters so far
     best_iteration: int = 0
     best_score: float = -math.inf
+    algorithm: MetaLearner | None = None  # its carried state (Reptile's persistent moments) is checkpointed too
 
     @property
     def selected(self) -> MetaParams:
@@ -240,6 +245,7 @@ class TrainingState:
                        for k, vs in self.window.items()},  # Python floats stay floats (float64 means)
             "logged": dict(self.logged), "best": self.best, "best_iteration": self.best_iteration,
             "best_score": self.best_score, "rng": get_rng_states(),
+            "algorithm": {} if self.algorithm is None else self.algorithm.state_dict(),
         }
 
     def load_state_dict(self, saved: dict[str, Any], meta_params: MetaParams) -> None:
@@ -252,6 +258,8 @@ class TrainingState:
         self.iteration, self.logged = saved["iteration"], dict(saved["logged"])
         self.window = {k: list(vs) for k, vs in saved["window"].items()}
         self.best, self.best_iteration, self.best_score = saved["best"], saved["best_iteration"], saved["best_score"]
+        if self.algorithm is not None:
+            self.algorithm.load_state_dict(saved.get("algorithm", {}))  # checkpoints before it: none carried
         set_rng_states(saved["rng"])
 
 
@@ -272,7 +280,9 @@ def init_state(trainer: MetaTrainer, seed: int) -> TrainingState:
     generator = torch.Generator().manual_seed(seed)
     meta_params = trainer.algorithm.init_meta_params(dict(trainer.learner.named_parameters()), generator)
     distributed.broadcast_from_writer(meta_leaves(meta_params))  # equal already (same seed); made certain
-    return TrainingState(meta_params, trainer.outer_rule.start(trainer, meta_params), generator)
+    trainer.algorithm.load_state_dict({})  # a fresh run carries nothing over from an earlier one
+    return TrainingState(meta_params, trainer.outer_rule.start(trainer, meta_params), generator,
+                         algorithm=trainer.algorithm)
 
 
 def _step(trainer: MetaTrainer, state: TrainingState) -> None:

@@ -25,9 +25,14 @@ RL_BINDINGS = ["GaussianMLPPolicy.hidden = (16,)", "meta_batch_size = 3", "traje
                "BatchNavigation2D.horizon = 20", "MetaTrainer.meta_iterations = 40",
                "MetaTrainer.log_every = 3"]  # checkpoints (every 4) fall mid-window: the window is resumed too
 MAML_RL_EXPERIMENT = REPO / "configs" / "rl" / "experiments" / "maml_nav2d.gin"
+REPTILE_EXPERIMENT = REPO / "configs" / "experiments" / "reptile_sine.gin"
+REPTILE_BINDINGS = ["inner_optimizer = 'adam'", "inner_lr = 0.001", "Reptile.persistent_moments = True",
+                    "MetaTrainer.meta_batch_size = 2", "MetaTrainer.meta_iterations = 600",
+                    "MetaTrainer.log_every = 50"]
 # family -> (experiment, bindings, iterations, checkpoint every)
 RUNS = {"sine": (EXPERIMENT, BINDINGS, 600, 100), "rl": (RL_EXPERIMENT, RL_BINDINGS, 40, 4),
-        "rl_maml": (MAML_RL_EXPERIMENT, RL_BINDINGS, 40, 4)}
+        "rl_maml": (MAML_RL_EXPERIMENT, RL_BINDINGS, 40, 4),
+        "reptile_moments": (REPTILE_EXPERIMENT, REPTILE_BINDINGS, 600, 100)}
 
 
 def _cmd(*args):
@@ -72,9 +77,21 @@ def rl_maml_reference(tmp_path_factory):
     return _reference(tmp_path_factory, "rl_maml")
 
 
+@pytest.fixture(scope="module")
+def reptile_moments_reference(tmp_path_factory):
+    return _reference(tmp_path_factory, "reptile_moments")
+
+
 def _assert_same_run(model: Path, reference: Path, iterations: int = 600):
     got, want = load_checkpoint(model / "checkpoint.pt"), load_checkpoint(reference / "checkpoint.pt")
     assert got["iteration"] == want["iteration"] == iterations
+    carried, expected = got["training_state"]["algorithm"], want["training_state"]["algorithm"]
+    assert carried.keys() == expected.keys()
+    for name, moments in expected.get("adam_moments", {}).items():
+        if name == "t":
+            assert carried["adam_moments"]["t"] == moments
+        else:
+            assert all(torch.equal(carried["adam_moments"][name][k], v) for k, v in moments.items())
     for key in ("meta_params", "best_meta_params"):
         assert (key in got) == (key in want)
         for group in want.get(key, {}):
@@ -87,13 +104,14 @@ def _assert_same_run(model: Path, reference: Path, iterations: int = 600):
         strip(json.loads((reference / "train_metrics.json").read_text()))
 
 
-@pytest.mark.parametrize("family", ["sine", "rl", "rl_maml"])
+@pytest.mark.parametrize("family", ["sine", "rl", "rl_maml", "reptile_moments"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, family, request):
     """Killed mid-run, resumed from its last checkpoint: the same parameters, learning curve and
     metrics as an uninterrupted run (meta-RL, Meta-SGD-TRPO and second-order MAML-TRPO: also the
-    best meta-parameters and their iteration, the rollouts' RNG, and TRPO's updates)."""
-    reference = request.getfixturevalue({"sine": "reference", "rl": "rl_reference",
-                                         "rl_maml": "rl_maml_reference"}[family])
+    best meta-parameters and their iteration, the rollouts' RNG, and TRPO's updates; Reptile: its
+    persistent inner-Adam moments)."""
+    reference = request.getfixturevalue({"sine": "reference", "rl": "rl_reference", "rl_maml": "rl_maml_reference",
+                                         "reptile_moments": "reptile_moments_reference"}[family])
     iterations = RUNS[family][2]
     proc = subprocess.Popen(_train_cmd(tmp_path / "model", tmp_path / "runs", family),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -21,8 +21,8 @@ import gin
 import torch
 from torch import Tensor
 
-from metalearning.core.adapt import SGD, Adam, Batch, LossFn, Params, StepSizes, Support, inner_loop
-from metalearning.core.batching import over_tasks
+from metalearning.core.adapt import SGD, Adam, AdamState, Batch, LossFn, Params, StepSizes, Support, inner_loop
+from metalearning.core.batching import num_tasks, over_tasks, task_at
 from metalearning.core.checks import check_args
 
 MetaParams = dict[str, Params]
@@ -106,6 +106,20 @@ class MetaLearner(ABC):
     def unsupported(self, family: str) -> str | None:
         """Why this algorithm cannot meta-train on task family ``family`` (``"rl"``, ...), or None."""
         return None
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether meta-training carries state from task to task (Reptile's persistent inner-Adam
+        moments): the tasks of a meta-batch then run one after another, in one process."""
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What meta-training carries from one meta-iteration to the next besides the
+        meta-parameters (checkpointed with them); none by default."""
+        return {}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; an empty mapping starts afresh."""
 
     def init_meta_params(self, params: Params, generator: torch.Generator) -> MetaParams:
         """Meta-parameters as leaf tensors that require grad, starting at ``params``."""
@@ -259,11 +273,17 @@ class Reptile(MetaLearner):
             Sample the support sets shuffled (``FewShotTasks.shuffle_support``) so a minibatch
             is not one class.
         eval_inner_batch_size: the same at meta-test time (Table 3 "eval. inner batch size").
+        persistent_moments: carry the inner Adam's moments and step count from task to task
+            through meta-training, as the paper's code does (reptile.md §6: "we never reset or
+            interpolated Adam's rolling moment data"): the tasks of a meta-batch adapt one after
+            another, each starting from the state the previous one left. Meta-test and
+            validation adaptation still start from fresh moments (nothing leaks from training).
+            Off: the moments start from zero for every task, and the tasks run vectorised.
     """
 
     def __init__(self, *, inner_lr: float, inner_steps: int, eval_inner_steps: int,
                  inner_optimizer: str, adam_beta2: float = 0.999, inner_batch_size: int | None = None,
-                 eval_inner_batch_size: int | None = None):
+                 eval_inner_batch_size: int | None = None, persistent_moments: bool = False):
         check_args("Reptile", inner_lr=(inner_lr, float, None), inner_steps=(inner_steps, int, 0),
                    eval_inner_steps=(eval_inner_steps, int, 0), adam_beta2=(adam_beta2, float, 0))
         for name, size in (("inner_batch_size", inner_batch_size), ("eval_inner_batch_size", eval_inner_batch_size)):
@@ -275,6 +295,28 @@ class Reptile(MetaLearner):
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.rule = rules[inner_optimizer]
         self.inner_batch_size, self.eval_inner_batch_size = inner_batch_size, eval_inner_batch_size
+        if persistent_moments and inner_optimizer != "adam":
+            raise ValueError(f"Reptile.persistent_moments needs inner_optimizer = 'adam' (got {inner_optimizer!r}): "
+                             "plain SGD has no moments to carry")
+        self.persistent_moments = bool(persistent_moments)
+        self._moments: AdamState | None = None  # meta-training's carried inner-Adam state
+
+    @property
+    def carries_state(self) -> bool:
+        return self.persistent_moments
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._moments is None:
+            return {}
+        m, v, t = self._moments
+        return {"adam_moments": {"m": {k: x.clone() for k, x in m.items()}, "v": {k: x.clone() for k, x in v.items()},
+                                 "t": t}}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        moments = saved.get("adam_moments")
+        self._moments = None if moments is None else AdamState(
+            m={k: x.clone() for k, x in moments["m"].items()}, v={k: x.clone() for k, x in moments["v"].items()},
+            t=int(moments["t"]))
 
     def unsupported(self, family: str) -> str | None:
         if family == "rl":
@@ -287,9 +329,31 @@ class Reptile(MetaLearner):
                              batch_size=self.inner_batch_size)
         return adapted, loss(adapted, task.query)
 
+    def _sequential_with_moments(self, theta: Params, tasks: Any, loss: LossFn) -> tuple[Params, Tensor]:
+        """Adapt the tasks one after another, the inner Adam's state carried through all of them."""
+        adapted_all, losses, state = [], [], self._moments
+        for i in range(num_tasks(tasks)):
+            task = task_at(tasks, i)
+            adapted = theta
+            batches = partial(minibatch, task.support, batch_size=self.inner_batch_size)
+            for adapted, state in inner_loop(theta, batches, loss=loss, inner_lr=self.inner_lr,
+                                             inner_steps=self.inner_steps, first_order=True, rule=self.rule,
+                                             state=state):
+                pass
+            adapted_all.append(adapted)
+            losses.append(loss(adapted, task.query))
+        if state is not None:
+            self._moments = AdamState(m={k: x.detach() for k, x in state.m.items()},
+                                      v={k: x.detach() for k, x in state.v.items()}, t=state.t)
+        stacked = {k: torch.stack([a[k] for a in adapted_all]) for k in theta}
+        return stacked, torch.stack(losses)
+
     def meta_gradient(self, meta_params, tasks, loss, *, iteration=0, vectorize=True):
         theta = {k: p.detach() for k, p in meta_params["theta"].items()}
-        adapted, losses = over_tasks(partial(self._adapt_and_score, loss=loss), theta, tasks,
-                                     vectorize=vectorize)
+        if self.persistent_moments:
+            adapted, losses = self._sequential_with_moments(theta, tasks, loss)
+        else:
+            adapted, losses = over_tasks(partial(self._adapt_and_score, loss=loss), theta, tasks,
+                                         vectorize=vectorize)
         pseudo = {k: theta[k] - adapted[k].mean(dim=0) for k in theta}
         return {"theta": pseudo}, losses.mean().detach()
