@@ -317,6 +317,10 @@ def _log(trainer: MetaTrainer, state: TrainingState, sink: MetricsSink, val_task
         state.logged |= {f"meta_val.{k}": v for k, v in
                          trainer.tasks.validation(trainer, state.meta_params, val_tasks).items()}
     require_finite("logged", state.logged, state.iteration - 1)
+    select_on = getattr(trainer.tasks, "select_on", None)  # model selection on the validation tasks
+    if select_on is not None and val_tasks is not None and state.logged[f"meta_val.{select_on}"] > state.best_score:
+        state.best, state.best_iteration = _clone(state.meta_params), state.iteration
+        state.best_score = state.logged[f"meta_val.{select_on}"]
     for name, value in state.logged.items():
         sink.log_scalar(name, value, state.iteration)
 

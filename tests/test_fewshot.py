@@ -109,6 +109,45 @@ def test_fewshot_training_logs_loss_and_accuracy(tmp_path):
     assert trainer.predict.bn_mode == "transductive"
 
 
+def test_validation_tasks_come_from_the_validation_classes_only():
+    train = torch.zeros(6, 4, 28, 28, dtype=torch.uint8)
+    held_out = torch.full((6, 4, 28, 28), 255, dtype=torch.uint8)
+    tasks = FewShotTasks(classes=train, ways=3, shots=1, queries=1, validation_classes=lambda: held_out)
+    val = tasks.validation_tasks(4, torch.Generator().manual_seed(0))
+    assert val.support[0].min() > 0.5 and val.query[0].min() > 0.5  # inverted/normalised 255s, never a 0 image
+    assert tasks.sample(4, torch.Generator().manual_seed(0)).support[0].max() < 0.5
+    plain = FewShotTasks(classes=train, ways=3, shots=1, queries=1)
+    assert plain.validation_classes is plain.classes and not plain.selects_best
+    with pytest.raises(ValueError, match="select_on must be 'accuracy' or None"):
+        FewShotTasks(classes=train, ways=3, shots=1, queries=1, select_on="loss")
+
+
+def test_model_selection_keeps_the_meta_parameters_of_the_best_validation_accuracy(tmp_path):
+    """Omniglot's config selects on held-out validation characters: the meta-test's parameters are
+    those of the logged point with the best validation accuracy, i.e. what a run stopped there ends with."""
+    bindings = [*fake_omniglot(tmp_path), "filters = 4", "MetaTrainer.meta_batch_size = 2",
+                "MetaTrainer.meta_val_tasks = 4", "MetaTrainer.log_every = 1"]
+
+    def run(iterations):
+        load_config([REPO / "configs/experiments/maml_omniglot_5w1s.gin"],
+                    [*bindings, f"MetaTrainer.meta_iterations = {iterations}"])
+        torch.manual_seed(0)
+        trainer = MetaTrainer()
+        assert trainer.tasks.select_on == "accuracy" and trainer.tasks.selects_best
+        curve, state = CurveRecorder(), init_state(trainer, 0)
+        result = meta_train(trainer, state, sink=curve, val_tasks=trainer.validation_tasks(0), progress=False)
+        return result, curve
+
+    result, curve = run(6)
+    accuracies = [curve.rows[i]["meta_val.accuracy"] for i in range(1, 7)]
+    best = 1 + accuracies.index(max(accuracies))  # the first point reaching the maximum
+    assert result.best_iteration == best < 6  # this seed's validation accuracy peaks before the end
+    stopped, _ = run(best)
+    for k, p in stopped.meta_params["theta"].items():
+        assert torch.equal(result.selected["theta"][k], p)
+    assert any(not torch.equal(result.selected["theta"][k], p) for k, p in result.meta_params["theta"].items())
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny MAML checkpoint on generated Omniglot-format data, and a 6-episode set."""

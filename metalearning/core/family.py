@@ -52,8 +52,9 @@ class TaskFamily(Protocol):
     Attributes:
         kind: ``"sine"``, ``"fewshot"`` or ``"rl"``: what algorithms check in
             :meth:`~metalearning.core.algorithms.MetaLearner.unsupported`.
-        selects_best: the trainer keeps the meta-parameters with the best :attr:`MetaBatch.score`
-            and the meta-test uses them (meta-RL); otherwise the final ones.
+        selects_best: the trainer keeps the meta-parameters with the best score and the meta-test
+            uses them: meta-RL's :attr:`MetaBatch.score`, or a few-shot family's validation metric
+            ``select_on`` at each logged point; otherwise the final ones.
     """
 
     kind: str

@@ -126,6 +126,11 @@ class FewShotTasks(SupervisedFamily):
         shots: K, support images per class.
         queries: query images per class (MAML: 15 for MiniImagenet; Omniglot training uses K).
         shuffle_support: put each support set in random order (for inner minibatches).
+        validation_classes: the classes of the validation tasks (held-out characters of the
+            meta-training side, e.g. ``@meta_val/omniglot_classes``), or a function returning
+            them; ``None``: validation tasks come from ``classes``.
+        select_on: ``"accuracy"``: meta-training keeps the meta-parameters of the best validation
+            accuracy (at each logged point) for meta-test, i.e. model selection; ``None``: the final ones.
     """
 
     kind = "fewshot"
@@ -133,15 +138,25 @@ class FewShotTasks(SupervisedFamily):
     metrics = {"loss": F.cross_entropy, "accuracy": accuracy}  # logged on validation tasks
 
     def __init__(self, *, classes: Tensor | Callable[[], Tensor], ways: int, shots: int, queries: int,
-                 shuffle_support: bool = False):
+                 shuffle_support: bool = False, validation_classes: Tensor | Callable[[], Tensor] | None = None,
+                 select_on: str | None = None):
         check_args("FewShotTasks", ways=(ways, int, 1), shots=(shots, int, 1), queries=(queries, int, 1))
+        if select_on not in (None, "accuracy"):  # the validation metric model selection maximises
+            raise ValueError(f"FewShotTasks.select_on must be 'accuracy' or None, got {select_on!r}")
         self._classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
         self.shuffle_support = shuffle_support
+        self._validation_classes, self.select_on = validation_classes, select_on
 
-    @functools.cached_property
-    def classes(self) -> Tensor:
-        """The class tensor, loaded and checked on first use (too few classes/images fail here)."""
-        classes = self._classes() if callable(self._classes) else self._classes
+    @property
+    def selects_best(self) -> bool:
+        return self.select_on is not None
+
+    @property
+    def score_name(self) -> str:
+        return f"meta_val_{self.select_on}"
+
+    def _checked(self, classes: Tensor | Callable[[], Tensor]) -> Tensor:
+        classes = classes() if callable(classes) else classes
         if classes.dtype != torch.uint8 or classes.dim() not in (4, 5):
             raise ValueError(f"classes must be uint8 [C, M, H, W(, 3)], "
                              f"got {classes.dtype} {tuple(classes.shape)}")
@@ -150,18 +165,34 @@ class FewShotTasks(SupervisedFamily):
                       generator=torch.Generator().manual_seed(0))
         return classes
 
-    def draw(self, n: int, generator: torch.Generator) -> EpisodeIds:
-        """The class and image ids of ``n`` fresh episodes."""
-        num_classes, per_class = self.classes.shape[:2]
+    @functools.cached_property
+    def classes(self) -> Tensor:
+        """The class tensor, loaded and checked on first use (too few classes/images fail here)."""
+        return self._checked(self._classes)
+
+    @functools.cached_property
+    def validation_classes(self) -> Tensor:
+        """The validation tasks' class tensor (``classes`` when no validation classes are set)."""
+        return self.classes if self._validation_classes is None else self._checked(self._validation_classes)
+
+    def draw(self, n: int, generator: torch.Generator, classes: Tensor | None = None) -> EpisodeIds:
+        """The class and image ids of ``n`` fresh episodes (of ``classes``, default the training ones)."""
+        num_classes, per_class = (self.classes if classes is None else classes).shape[:2]
         return draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries,
                              tasks=n, generator=generator)
 
-    def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Task:
+    def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
+               classes: Tensor | None = None) -> Task:
         """A meta-batch of ``n`` episodes (:func:`gather`'s shapes), queries with context."""
-        task = gather(self.classes, self.draw(n, generator), self.shots, dtype)
+        classes = self.classes if classes is None else classes
+        task = gather(classes, self.draw(n, generator, classes), self.shots, dtype)
         if self.shuffle_support:
             task = shuffle_support(task, generator)
         return with_context(task)
+
+    def validation_tasks(self, n: int, generator: torch.Generator) -> Task:
+        """Fixed validation episodes, of the validation classes when set."""
+        return self.sample(n, generator, classes=self.validation_classes)
 
     def meta_test(self, model, test_set):
         from metalearning.fewshot import meta_test

@@ -45,9 +45,10 @@ VARIANTS = {
 }
 DRAWERS = 20
 SIZE = 28
-# The split of MAML / Santoro et al.: 1200 of the 1623 characters for meta-training.
-PAPER_META_TRAIN, PAPER_CHARACTERS = 1200, 1623
-SPLIT_VERSION = 1
+# The split of MAML / Santoro et al.: 1200 of the 1623 characters for meta-training; MAML's code
+# holds 100 of those 1200 out for validation (cbfinn/maml data_generator.py: num_val = 100).
+PAPER_META_TRAIN, PAPER_CHARACTERS, PAPER_VALIDATION = 1200, 1623, 100
+SPLIT_VERSION = 2  # 2: validation characters (meta_val) held out of the meta-training side
 
 
 def read_characters(zip_path: os.PathLike | str) -> dict[str, list[bytes]]:
@@ -148,27 +149,48 @@ def meta_train_size(characters: int) -> int:
     return round(characters * PAPER_META_TRAIN / PAPER_CHARACTERS)
 
 
-def split_characters(characters: Sequence[str], *, meta_train: int, seed: int) -> dict[str, list[str]]:
+def validation_size(meta_train: int) -> int:
+    """Validation characters held out of ``meta_train`` meta-training-side characters: MAML's
+    100 of 1200."""
+    return round(meta_train * PAPER_VALIDATION / PAPER_META_TRAIN)
+
+
+def split_characters(characters: Sequence[str], *, meta_train: int, seed: int,
+                     validation: int = 0) -> dict[str, list[str]]:
     """A seeded random split by character, irrespective of alphabet.
 
+    ``meta_train`` characters go to the meta-training side, the rest to meta-test; then
+    ``validation`` of the meta-training side's characters are held out (a second seeded draw),
+    so the meta-test characters do not depend on ``validation``.
+
     Returns:
-        ``{"meta_train": [meta_train names], "meta_test": [the rest]}``, each sorted.
+        ``{"meta_train": [...], "meta_val": [...], "meta_test": [...]}``, disjoint, each sorted.
     """
     names = sorted(characters)
     if len(set(names)) != len(names) or not 0 <= meta_train <= len(names):
         raise ValueError(f"need {meta_train} of {len(names)} distinct character names")
-    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
-    return {"meta_train": sorted(names[i] for i in order[:meta_train]),
+    if not 0 <= validation < max(meta_train, 1):
+        raise ValueError(f"cannot hold {validation} validation characters out of {meta_train} meta-training ones")
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(names), generator=generator).tolist()
+    train_side = order[:meta_train]
+    held = torch.randperm(len(train_side), generator=generator)[:validation].tolist()
+    val = {train_side[i] for i in held}
+    return {"meta_train": sorted(names[i] for i in train_side if i not in val),
+            "meta_val": sorted(names[i] for i in val),
             "meta_test": sorted(names[i] for i in order[meta_train:])}
 
 
 def write_split(data_file: os.PathLike | str, split_file: os.PathLike | str, *, seed: int) -> dict:
-    """Split the characters of ``data_file`` in the paper's proportion and write the JSON split file.
+    """Split the characters of ``data_file`` in the paper's proportions and write the JSON split file.
 
-    The file holds ``{"version", "seed", "data_sha256", "meta_train": [...], "meta_test": [...]}``.
+    The file holds ``{"version", "seed", "data_sha256", "meta_train": [...], "meta_val": [...],
+    "meta_test": [...]}``: 1200/1623 of the characters on the meta-training side, 100/1200 of
+    those held out for validation (full Omniglot: 1100 / 100 / 423).
     """
     names = [str(n) for n in load_arrays(data_file)["characters"]]
-    split = split_characters(names, meta_train=meta_train_size(len(names)), seed=seed)
+    train_side = meta_train_size(len(names))
+    split = split_characters(names, meta_train=train_side, seed=seed, validation=validation_size(train_side))
     record = {"version": SPLIT_VERSION, "seed": seed, "data_sha256": sha256sum(data_file), **split}
     Path(split_file).parent.mkdir(parents=True, exist_ok=True)
     Path(split_file).write_text(json.dumps(record, indent=1) + "\n")
@@ -222,11 +244,13 @@ def omniglot_classes(*, data_file: str, split_file: str, split: str, rotations: 
     Args:
         data_file: the ``.npz`` of :func:`prepare_omniglot` (checksum verified on load).
         split_file: the JSON of :func:`write_split`.
-        split: ``"meta_train"`` or ``"meta_test"``.
+        split: ``"meta_train"``, ``"meta_val"`` (validation characters) or ``"meta_test"``.
         rotations: add the 90°, 180°, 270° rotations of every character as classes.
     """
     record = read_split(split_file)
     if split not in record:
-        raise KeyError(f"{split_file} has no split {split!r}; it has meta_train, meta_test")
+        present = ", ".join(k for k in record if k.startswith("meta_"))
+        raise KeyError(f"{split_file} has no split {split!r} (it has {present}; a split file older than "
+                       "version 2 has no validation characters: run the split step again)")
     classes = select_characters(load_arrays(data_file), record[split])
     return with_rotations(classes) if rotations else classes

@@ -15,13 +15,19 @@ MODES = ("transductive", "non_transductive")
 def load_fewshot_results(experiments: dict[str, list[str]], metrics_dir: Path,
                          models_dir: Path) -> dict[str, dict]:
     """Per meta-test ``<experiment>/<episode set>``: its ``curves.json`` (setting, episodes,
-    per-mode accuracy), the experiment's name and its learning curve.
+    per-mode accuracy), the experiment's name, its learning curve and the meta-iteration model
+    selection chose (``selected``; None: the final meta-parameters).
 
     Args:
         experiments: experiment name → the episode sets it was meta-tested on.
     """
+    def selected(name: str) -> int | None:
+        path = models_dir / name / "train_metrics.json"
+        return read_json(path).get("best_iteration") if path.is_file() else None
+
     return {f"{name}/{episodes}": {**read_json(metrics_dir / name / episodes / "curves.json"), "experiment": name,
-                                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
+                                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv"),
+                                   "selected": selected(name)}
             for name, sets in experiments.items() for episodes in sets}
 
 
@@ -50,15 +56,16 @@ def paper_point(dataset: str, setting: dict, shots: int) -> tuple[float, float |
 
 def accuracy_table(results: dict[str, dict], dataset: str) -> str:
     """One row per experiment: setting, budget, episodes, accuracy under both BN modes, the paper's."""
-    head = ("| experiment | algorithm | test | learner (params) | meta-iterations × batch | trained BN | "
+    head = ("| experiment | algorithm | test | learner (params) | meta-iterations × batch | selected at | trained BN | "
             "inner steps (test) | episodes | transductive | non-transductive | paper |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|")
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for name, r in sorted(results.items(), key=lambda kv: (kv[1]["setting"]["algorithm"], kv[0])):
         s, e, m = r["setting"], r["episodes"], r["modes"]
         test = f"{e['ways']}-way {e['shots']}-shot ({e['queries']} query/class)"
         cells = [f"`{r['experiment']}`", s["algorithm"], test, f"{s['learner']} ({s['parameters']:,})",
-                 f"{s['meta_iterations']} × {s['meta_batch_size']}", s["train_bn_mode"].replace("_", "-"),
+                 f"{s['meta_iterations']} × {s['meta_batch_size']}",
+                 "final" if r.get("selected") is None else f"{r['selected']}", s["train_bn_mode"].replace("_", "-"),
                  str(s["eval_inner_steps"]), str(e["episodes"]),
                  *(_pct(m[mode]["accuracy"], m[mode]["ci95"]) for mode in MODES), _paper(dataset, s, e["shots"])]
         rows.append("| " + " | ".join(cells) + " |")
@@ -92,13 +99,19 @@ def plot_accuracy_vs_steps(results: dict[str, dict], path: Path, dataset: str = 
 
 
 def plot_learning_curves(results: dict[str, dict], path: Path) -> None:
-    """Validation accuracy (episodes from the meta-training classes) against meta-iterations."""
+    """Validation accuracy against meta-iterations, the selected model's point circled."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    curves = {r["experiment"]: r["learning_curve"] for r in results.values()}  # one per model, not per test
-    for name, curve in sorted(curves.items()):
+    curves = {r["experiment"]: (r["learning_curve"], r.get("selected")) for r in results.values()}  # one per model
+    for name, (curve, selected) in sorted(curves.items()):
         rows = [row for row in curve if "meta_val.accuracy" in row]
-        ax.plot([row["iteration"] for row in rows], [100 * row["meta_val.accuracy"] for row in rows], label=name)
-    ax.set(xlabel="meta-iteration", ylabel="validation query accuracy (%)", title="Meta-training")
+        line, = ax.plot([row["iteration"] for row in rows], [100 * row["meta_val.accuracy"] for row in rows],
+                        label=name)
+        chosen = [row for row in rows if row["iteration"] == selected]
+        if chosen:
+            ax.plot([selected], [100 * chosen[0]["meta_val.accuracy"]], "o", markersize=8, fillstyle="none",
+                    color=line.get_color())
+    ax.set(xlabel="meta-iteration", ylabel="validation query accuracy (%)",
+           title="Meta-training: validation accuracy (○ the model selected for meta-test)")
     ax.legend(fontsize=7)
     save_figure(fig, path)
 

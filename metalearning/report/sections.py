@@ -42,8 +42,12 @@ def _fewshot(task: str) -> Callable[[dict, Path, Path, Path, Path], None]:
                          "of 8 alphabets; `full` = 1623 characters), characters split in the papers' 1200/1623 "
                          f"proportion (seed {section['split_seed']}), rotations by 90° as extra classes. The papers' "
                          "numbers are on full Omniglot with their own splits: comparable in kind, not digit for digit.")
-        notes.append("Validation (learning curves) uses episodes of the meta-training classes; the Omniglot split has "
-                     "no validation classes.")
+        notes.append("Validation (learning curves, model selection) uses fixed episodes of validation characters held "
+                     "out of the meta-training side (MAML's code: 100 of its 1200); the meta-test characters are never "
+                     "seen in training. Each model is meta-tested with the meta-parameters of its best validation "
+                     "accuracy (column \"selected at\": the meta-iteration; the papers test their final models)."
+                     if task == "omniglot" else
+                     "Validation (learning curves) uses episodes of the meta-training classes.")
         tests = {name: episode_set_names(section["experiments"], name) for name in section["experiments"]}
         write_fewshot_report(load_fewshot_results(tests, metrics, models), out, dataset=task,
                              title=f"{task.capitalize()} few-shot classification", notes=notes)

@@ -99,6 +99,8 @@ def test_conflicting_duplicates_and_wrong_drawer_counts_are_refused():
 def test_paper_split_sizes():
     assert og.meta_train_size(1623) == 1200
     assert og.meta_train_size(242) == 179
+    assert og.validation_size(1200) == 100  # MAML's code: 1100 training, 100 validation characters
+    assert og.validation_size(179) == 15
 
 
 def test_split_is_seeded_disjoint_and_in_the_paper_proportion(omniglot_small, tmp_path):
@@ -107,12 +109,32 @@ def test_split_is_seeded_disjoint_and_in_the_paper_proportion(omniglot_small, tm
     other = og.write_split(omniglot_small, tmp_path / "other.json", seed=1)
     assert (tmp_path / "a.json").read_text() == (tmp_path / "again.json").read_text()
     assert a["meta_train"] != other["meta_train"]
-    assert (len(a["meta_train"]), len(a["meta_test"])) == (179, 63)
-    assert not set(a["meta_train"]) & set(a["meta_test"])
+    assert (len(a["meta_train"]), len(a["meta_val"]), len(a["meta_test"])) == (164, 15, 63)
+    parts = [set(a[k]) for k in ("meta_train", "meta_val", "meta_test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     names = set(load_arrays(omniglot_small)["characters"])
-    assert set(a["meta_train"]) | set(a["meta_test"]) == names
+    assert set().union(*parts) == names
     assert json.loads((tmp_path / "a.json").read_text())["data_sha256"] == sha256sum(omniglot_small)
     assert og.read_split(tmp_path / "a.json") == again | {"seed": 0}
+
+
+def test_validation_characters_come_from_the_meta_training_side_and_leave_meta_test_untouched():
+    names = [f"A{a}/c{c}" for a in range(10) for c in range(10)]
+    without = og.split_characters(names, meta_train=70, seed=3)
+    with_val = og.split_characters(names, meta_train=70, seed=3, validation=6)
+    assert with_val["meta_test"] == without["meta_test"] and without["meta_val"] == []
+    assert len(with_val["meta_val"]) == 6 and set(with_val["meta_val"]) <= set(without["meta_train"])
+    assert sorted(with_val["meta_train"] + with_val["meta_val"]) == without["meta_train"]
+    assert og.split_characters(names, meta_train=70, seed=4, validation=6)["meta_val"] != with_val["meta_val"]
+    with pytest.raises(ValueError, match="cannot hold 70 validation characters"):
+        og.split_characters(names, meta_train=70, seed=3, validation=70)
+
+
+def test_an_old_split_file_without_validation_characters_is_named(omniglot_small, tmp_path):
+    split = tmp_path / "old.json"
+    split.write_text(json.dumps({"version": 1, "meta_train": ["x"], "meta_test": ["y"]}))
+    with pytest.raises(KeyError, match="has no split 'meta_val'.*run the split step again"):
+        og.omniglot_classes(data_file=str(omniglot_small), split_file=str(split), split="meta_val", rotations=False)
 
 
 def test_split_ignores_alphabets_and_input_order():
@@ -129,9 +151,9 @@ def test_missing_split_file_and_unknown_split(omniglot_small, tmp_path):
     with pytest.raises(FileNotFoundError, match="nosplit.json"):
         og.read_split(tmp_path / "nosplit.json")
     og.write_split(omniglot_small, tmp_path / "s.json", seed=0)
-    with pytest.raises(KeyError, match="meta_val"):
+    with pytest.raises(KeyError, match="has no split 'validation' .*meta_train, meta_val, meta_test"):
         og.omniglot_classes(data_file=str(omniglot_small), split_file=str(tmp_path / "s.json"),
-                            split="meta_val", rotations=False)
+                            split="validation", rotations=False)
 
 
 def test_rotations_are_counter_clockwise_and_new_classes():
