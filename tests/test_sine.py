@@ -77,3 +77,32 @@ def test_mlp_truncated_normal_init():
     weights = model[2].weight
     assert weights.abs().max() <= 0.02 and 0.007 < weights.std() < 0.011
     assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in model if hasattr(m, "bias"))
+
+
+def test_support_grid_is_the_grid_in_a_random_order_per_task():
+    tasks = SineTasks(support_size=50, query_size=50, query_grid=True, support_grid=True, phase=(0.0, 2 * math.pi))
+    batch = tasks.sample(3, torch.Generator().manual_seed(0), torch.float64)
+    xs = batch.support[0][..., 0]
+    grid = torch.linspace(-5.0, 5.0, 50, dtype=torch.float64)
+    for x in xs:
+        assert torch.equal(x.sort().values, grid)  # every grid point once
+    assert not torch.equal(xs[0], xs[1]) and not torch.equal(xs[0], grid)  # each task its own order
+
+
+def test_reptile_demo_inner_epoch_visits_each_grid_point_once():
+    """reptile_sine.gin: 5 inner steps on minibatches of 10 of the shuffled 50-point grid are one
+    epoch over the task's grid, as the authors' demonstration trains."""
+    from metalearning.config import load_config
+    from metalearning.core.algorithms import minibatch
+    from metalearning.training import MetaTrainer
+
+    from .conftest import REPO
+
+    load_config([REPO / "configs" / "experiments" / "reptile_sine.gin"], [])
+    trainer = MetaTrainer()
+    algo, tasks = trainer.algorithm, trainer.tasks
+    support = tasks.sample(1, torch.Generator().manual_seed(0)).support
+    one = (support[0][0], support[1][0])
+    seen = torch.cat([minibatch(one, step, algo.inner_batch_size)[0][:, 0] for step in range(algo.inner_steps)])
+    assert algo.inner_batch_size == 10 and algo.inner_steps == 5 and algo.eval_inner_batch_size is None
+    assert torch.equal(seen.sort().values, torch.linspace(-5.0, 5.0, 50, dtype=torch.float64).float())

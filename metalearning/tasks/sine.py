@@ -47,6 +47,9 @@ class SineTasks(SupervisedFamily):
         query_size: points the adapted learner is scored on (training: 10).
         query_grid: if true, query inputs are ``query_size`` equally spaced points on
             ``x_range`` (reptile.md eq. 8 with 50 points; Meta-SGD's meta-test with 100).
+        support_grid: if true, support inputs are ``support_size`` equally spaced points on
+            ``x_range`` in a random order per task: the Reptile authors' sine demonstration trains
+            each task on minibatches of 10 of the 50 grid points (``Reptile.inner_batch_size``).
     """
 
     kind = "sine"
@@ -63,9 +66,11 @@ class SineTasks(SupervisedFamily):
         frequency: tuple[float, float] = (1.0, 1.0),
         x_range: tuple[float, float] = (-5.0, 5.0),
         query_grid: bool = False,
+        support_grid: bool = False,
     ):
         check_args("SineTasks", support_size=(support_size, int, 1), query_size=(query_size, int, 1))
         self.support_size, self.query_size, self.query_grid = support_size, query_size, query_grid
+        self.support_grid = support_grid
         self.amplitude, self.phase, self.frequency, self.x_range = amplitude, phase, frequency, x_range
 
     def curves(self, n: int, generator: torch.Generator) -> SineCurves:
@@ -88,7 +93,11 @@ class SineTasks(SupervisedFamily):
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Task:
         """A meta-batch of ``n`` tasks with fresh support and query points."""
         curves = self.curves(n, generator)
-        xs = self.inputs(n, self.support_size, generator)
+        if self.support_grid:  # the grid, each task's points in their own random order
+            order = torch.argsort(torch.rand(n, self.support_size, generator=generator, dtype=torch.float64), dim=1)
+            xs = torch.gather(self.grid(n, self.support_size), 1, order.unsqueeze(-1))
+        else:
+            xs = self.inputs(n, self.support_size, generator)
         if self.query_grid:
             xq = self.grid(n, self.query_size)
         else:
