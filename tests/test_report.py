@@ -126,3 +126,19 @@ def test_the_seeds_section_shows_the_across_seed_mean_and_interval_beside_each_s
            "2: 96.00 ± 0.90% |" in text
     assert "One training seed only: `fomaml`." in text
     assert "No experiment" in seeds_section(tmp_path, ["fomaml"])
+
+
+def test_the_fewshot_report_says_the_metasgd_regulariser_is_undefined_in_the_paper(tmp_path):
+    from metalearning.report.fewshot import METASGD_REGULARISER, write_fewshot_report
+
+    setting = {"algorithm": "MetaSGD", "ways": 5, "learner": "Conv4", "parameters": 10, "meta_iterations": 1,
+               "meta_batch_size": 1, "train_bn_mode": "transductive", "eval_inner_steps": 1}
+    curve = {"accuracy": 0.9, "ci95": 0.01, "curve_steps": [0, 1], "curve_accuracy": [0.2, 0.9],
+             "curve_ci95": [0.01, 0.01]}
+    result = {"setting": setting, "episodes": {"ways": 5, "shots": 1, "queries": 1, "episodes": 10},
+              "modes": {"transductive": curve, "non_transductive": curve}, "experiment": "m",
+              "learning_curve": [{"iteration": 1, "meta_val.accuracy": 0.5}], "selected": 1}
+    write_fewshot_report({"m/5w1s": result}, tmp_path, dataset="omniglot", title="t", notes=[])
+    page = (tmp_path / "README.md").read_text()
+    assert METASGD_REGULARISER in page and "defines neither the term nor its weight" in page
+    assert "| 1 | transductive |" in page  # the selected iteration's column
