@@ -107,8 +107,17 @@ def test_maml_table2_puts_the_run_on_mamls_own_family_first_and_keeps_it_out_of_
     results["maml_paper_sine_10shot"] = {**_result("MAML", 10), "family": "sine_maml"}
     assert "maml_paper_sine_10shot" not in table1(results)
     rows = [line for line in maml_steps_table(results).splitlines() if line.startswith("| `")]
-    assert rows[0].startswith("| `maml_paper_sine_10shot` | MAML's (ω = 1) | 10 |")
-    assert rows[1].startswith("| `maml_sine_5shot` | Meta-SGD's (ω ∈ [0.8, 1.2]) | 5 |")
+    assert rows[0].startswith("| `maml_paper_sine_10shot` | MAML | MAML's (ω = 1) | 10 |")
+    assert rows[1].startswith("| `maml_sine_5shot` | MAML | Meta-SGD's (ω ∈ [0.8, 1.2]) | 5 |")
+
+
+def test_maml_table2_has_the_pretrained_baseline_beside_its_paper_row(results):
+    results["pretrained_paper_sine_10shot"] = {**_result("pretrained", 10), "family": "sine_maml"}
+    results["maml_paper_sine_10shot"] = {**_result("MAML", 10), "family": "sine_maml"}
+    rows = [line for line in maml_steps_table(results).splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `maml_paper_sine_10shot` | MAML |") and "(0.67)" in rows[0]
+    assert rows[1].startswith("| `pretrained_paper_sine_10shot` | pretrained | MAML's (ω = 1) | 10 |")
+    assert "(2.41)" in rows[1] and "(2.23)" in rows[1] and "(2.19)" in rows[1]
 
 
 def test_the_seeds_section_shows_the_across_seed_mean_and_interval_beside_each_seed(tmp_path):

@@ -72,6 +72,13 @@ def algorithm_label(configurable: str, first_order: bool = False) -> str:
 LABELS = {"MAMLPlusPlus": "MAML++"}
 
 
+def method_label(algorithm: MetaLearner) -> str:
+    """The name a result of ``algorithm`` is reported under: ``"pretrained"`` when it trains without
+    inner steps (maml.md's baseline "pretraining on all of the tasks", fine-tuned at meta-test by
+    its inner rule), else :attr:`MetaLearner.label`."""
+    return "pretrained" if getattr(algorithm, "inner_steps", None) == 0 else algorithm.label
+
+
 def scale_step_size(inner_lr: StepSizes, scale: float) -> StepSizes:
     """``scale · α`` for a float α, Meta-SGD's α tree, or a sequence of one α per step."""
     if scale == 1.0:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from metalearning.core.algorithms import MetaParams
+from metalearning.core.algorithms import MetaParams, method_label
 from metalearning.core.family import MetaTestResult
 from metalearning.rl.envs.navigation import velocity
 from metalearning.rl.meta_rl import adaptation_returns
@@ -30,9 +30,7 @@ def method_name(model: Model) -> str:
         return "oracle"
     if model.iteration == 0:
         return "random init"
-    if algo.inner_steps == 0:
-        return "pretrained"
-    return algo.label
+    return method_label(algo)
 
 
 def task_description(tasks: Any) -> dict[str, Any]:

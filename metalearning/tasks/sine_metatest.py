@@ -10,6 +10,7 @@ import gin
 import torch
 
 from metalearning.config import load_config
+from metalearning.core.algorithms import method_label
 from metalearning.core.family import MetaTestResult
 from metalearning.devices import to_device
 from metalearning.evaluation import adapted_query_losses, mean_ci95
@@ -64,7 +65,7 @@ def qualitative_example(model: Model, block: dict, points: int = 200) -> dict:
 def describe(model: Model) -> dict:
     """What the report needs to place a result: algorithm, training shots, budget, test steps."""
     algo, trainer = model.algorithm, model.trainer
-    return {"algorithm": algo.label, "train_shots": trainer.tasks.support_size,
+    return {"algorithm": method_label(algo), "train_shots": trainer.tasks.support_size,
             "meta_iterations": model.iteration, "meta_batch_size": trainer.meta_batch_size,
             "inner_steps": algo.inner_steps, "eval_inner_steps": algo.eval_inner_steps, "seed": model.seed}
 
