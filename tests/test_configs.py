@@ -39,7 +39,8 @@ FEWSHOT = [p for p in EXPERIMENTS if p not in SINE]
 @pytest.mark.parametrize("path", FEWSHOT, ids=lambda p: p.stem)
 def test_every_fewshot_experiment_smoke_runs(path, tmp_path):
     """Train a few iterations on generated data of the right format, build an episode set, meta-test."""
-    data = fake_omniglot(tmp_path) if "omniglot" in path.stem else fake_miniimagenet(tmp_path)
+    # 84 characters: 5 validation characters, 20 classes with rotations, as a 20-way task needs
+    data = fake_omniglot(tmp_path, characters=84) if "omniglot" in path.stem else fake_miniimagenet(tmp_path)
     small = ["queries = 2"] if "miniimagenet" in path.stem else []  # 84×84 inputs: keep the smoke run light
     tiny = [*TINY, *data, *small, "filters = 4", "MetaTrainer.meta_batch_size = 2", "MetaTrainer.meta_val_tasks = 2",
             "eval_inner_steps = 2"]
