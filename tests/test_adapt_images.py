@@ -35,12 +35,12 @@ OMNIGLOT = ImageFormat(28, 1, True)
 
 @pytest.fixture(scope="module")
 def fake_omniglot(tmp_path_factory) -> tuple[Path, Path]:
-    """A 4-character random Omniglot array file and its split (12 meta-train classes with rotations)."""
+    """A 26-character random Omniglot array file and its split (17 meta-train, 2 validation characters)."""
     root = tmp_path_factory.mktemp("omniglot")
-    names = [f"alpha/char{i:02d}" for i in range(4)]
-    images = np.random.default_rng(0).integers(0, 256, (4, 20, 28, 28), dtype=np.uint8)
+    names = [f"alpha/char{i:02d}" for i in range(26)]
+    images = np.random.default_rng(0).integers(0, 256, (26, 20, 28, 28), dtype=np.uint8)
     data, split = root / "omniglot.npz", root / "split.json"
-    save_arrays(data, {"images": images, "characters": np.array(names), "alphabets": np.array(["alpha"] * 4)})
+    save_arrays(data, {"images": images, "characters": np.array(names), "alphabets": np.array(["alpha"] * 26)})
     omniglot.write_split(data, split, seed=0)
     return data, split
 

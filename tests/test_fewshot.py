@@ -118,6 +118,9 @@ def test_validation_tasks_come_from_the_validation_classes_only():
     assert tasks.sample(4, torch.Generator().manual_seed(0)).support[0].max() < 0.5
     plain = FewShotTasks(classes=train, ways=3, shots=1, queries=1)
     assert plain.validation_classes is plain.classes and not plain.selects_best
+    too_few = FewShotTasks(classes=train, ways=3, shots=1, queries=1, validation_classes=held_out[:2])
+    with pytest.raises(ValueError, match="FewShotTasks.validation_classes: 3-way 1-shot .* needs 3 classes"):
+        too_few.validation_tasks(1, torch.Generator())
     with pytest.raises(ValueError, match="select_on must be 'accuracy' or None"):
         FewShotTasks(classes=train, ways=3, shots=1, queries=1, select_on="loss")
 

@@ -155,14 +155,17 @@ class FewShotTasks(SupervisedFamily):
     def score_name(self) -> str:
         return f"meta_val_{self.select_on}"
 
-    def _checked(self, classes: Tensor | Callable[[], Tensor]) -> Tensor:
+    def _checked(self, classes: Tensor | Callable[[], Tensor], what: str = "classes") -> Tensor:
         classes = classes() if callable(classes) else classes
         if classes.dtype != torch.uint8 or classes.dim() not in (4, 5):
-            raise ValueError(f"classes must be uint8 [C, M, H, W(, 3)], "
+            raise ValueError(f"{what} must be uint8 [C, M, H, W(, 3)], "
                              f"got {classes.dtype} {tuple(classes.shape)}")
         num_classes, per_class = classes.shape[:2]
-        draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries, tasks=1,
-                      generator=torch.Generator().manual_seed(0))
+        try:
+            draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries, tasks=1,
+                          generator=torch.Generator().manual_seed(0))
+        except ValueError as err:
+            raise ValueError(f"FewShotTasks.{what}: {err}") from None
         return classes
 
     @functools.cached_property
@@ -173,7 +176,9 @@ class FewShotTasks(SupervisedFamily):
     @functools.cached_property
     def validation_classes(self) -> Tensor:
         """The validation tasks' class tensor (``classes`` when no validation classes are set)."""
-        return self.classes if self._validation_classes is None else self._checked(self._validation_classes)
+        if self._validation_classes is None:
+            return self.classes
+        return self._checked(self._validation_classes, "validation_classes")
 
     def draw(self, n: int, generator: torch.Generator, classes: Tensor | None = None) -> EpisodeIds:
         """The class and image ids of ``n`` fresh episodes (of ``classes``, default the training ones)."""
