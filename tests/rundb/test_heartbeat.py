@@ -35,19 +35,22 @@ def _write_mongo(use_mock_url, runs: list[dict]) -> list[str]:
     return ["--mongo", "mongodb://mock-host:27017"]
 
 
-RUNS = [_run("RUNNING", 3600),  # killed an hour ago
-        _run("RUNNING", 5),  # beating
-        _run("RUNNING", None, start_age_s=3600),  # killed before its first heartbeat
-        _run("RUNNING", None, start_age_s=5),  # just started, no heartbeat yet
-        _run("COMPLETED", 3600),  # a final status stays whatever the heartbeat
-        _run("RUNNING", DIED_AFTER_S + 60)]  # silent a minute longer than the default threshold
+def _runs() -> list[dict]:
+    """The runs, timed from now (not from when the module was imported: a long test session would
+    age the beating run past the threshold)."""
+    return [_run("RUNNING", 3600),  # killed an hour ago
+            _run("RUNNING", 5),  # beating
+            _run("RUNNING", None, start_age_s=3600),  # killed before its first heartbeat
+            _run("RUNNING", None, start_age_s=5),  # just started, no heartbeat yet
+            _run("COMPLETED", 3600),  # a final status stays whatever the heartbeat
+            _run("RUNNING", DIED_AFTER_S + 60)]  # silent a minute longer than the default threshold
 
 
 @pytest.fixture(params=["file", "mongo"])
 def backend(request, tmp_path, use_mock_url):
     if request.param == "file":
-        return _write_file_store(tmp_path / "runs", RUNS)
-    return _write_mongo(use_mock_url, RUNS)
+        return _write_file_store(tmp_path / "runs", _runs())
+    return _write_mongo(use_mock_url, _runs())
 
 
 def _statuses(capsys, *argv) -> dict[str, str]:
@@ -77,8 +80,9 @@ def test_show_names_a_died_run(capsys, backend):
 
 def test_both_stores_read_the_same_status(tmp_path):
     target = mock_target()
-    target.db.runs.insert_many([{"_id": i, **run} for i, run in enumerate(RUNS, start=1)])
-    _write_file_store(tmp_path, RUNS)
+    runs = _runs()
+    target.db.runs.insert_many([{"_id": i, **run} for i, run in enumerate(runs, start=1)])
+    _write_file_store(tmp_path, runs)
     assert [r.status for r in FileRunStore(tmp_path).records()] == [r.status for r in MongoRunStore(target).records()]
 
 
