@@ -151,3 +151,12 @@ def test_the_fewshot_report_says_the_metasgd_regulariser_is_undefined_in_the_pap
     page = (tmp_path / "README.md").read_text()
     assert METASGD_REGULARISER in page and "defines neither the term nor its weight" in page
     assert "| 1 | transductive |" in page  # the selected iteration's column
+
+
+def test_the_seeds_section_orders_results_naturally(tmp_path):
+    from metalearning.replicates import seed_summary
+    from metalearning.report.seeds import seed_rows
+
+    per_seed = {s: {f"{k}shot": {"mse": 1.0 + s, "ci95": 0.1} for k in (5, 10, 20)} for s in (0, 1)}
+    write_json(tmp_path / "m" / "seeds.json", {"seeds": [0, 1], "results": seed_summary(per_seed)})
+    assert [r["result"] for r in seed_rows(tmp_path, ["m"])] == ["5shot · mse", "10shot · mse", "20shot · mse"]

@@ -5,6 +5,7 @@ another seed shows), beside each seed's own value with its 95% interval over tes
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,8 +21,13 @@ def _estimates(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[st
         (quantity,) = [k for k in node if k not in ("ci95_seeds", "seeds", "per_seed", "ci95_per_seed")]
         yield path, quantity, node
         return
-    for key in sorted(node):
+    for key in sorted(node, key=_natural):
         yield from _estimates(node[key], (*path, key))
+
+
+def _natural(key: str) -> list:
+    """Sort key putting ``5shot`` before ``10shot`` and ``2_steps`` before ``10_steps``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
 
 
 def _fmt(quantity: str, value: float | None) -> str:
