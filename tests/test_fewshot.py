@@ -118,6 +118,9 @@ def test_validation_tasks_come_from_the_validation_classes_only():
     assert tasks.sample(4, torch.Generator().manual_seed(0)).support[0].max() < 0.5
     plain = FewShotTasks(classes=train, ways=3, shots=1, queries=1)
     assert plain.validation_classes is plain.classes and not plain.selects_best
+    reptile_like = FewShotTasks(classes=train, ways=3, shots=3, queries=1, validation_shots=1)
+    assert reptile_like.sample(2, torch.Generator()).support[0].shape[1] == 3 * 3  # training: 3 shots per class
+    assert reptile_like.validation_tasks(2, torch.Generator()).support[0].shape[1] == 3 * 1  # validation: 1
     too_few = FewShotTasks(classes=train, ways=3, shots=1, queries=1, validation_classes=held_out[:2])
     with pytest.raises(ValueError, match="FewShotTasks.validation_classes: 3-way 1-shot .* needs 3 classes"):
         too_few.validation_tasks(1, torch.Generator())

@@ -119,4 +119,5 @@ def test_the_paper_setting_reptile_files_carry_the_moments():
     for name in ("reptile_omniglot_5w1s", "reptile_omniglot_20w1s", "reptile_miniimagenet_5w1s"):
         load_config([REPO / "configs" / "experiments" / f"{name}.gin"], [])
         assert gin.query_parameter("Reptile.persistent_moments") is True, name
+        assert gin.query_parameter("FewShotTasks.validation_shots") == 1, name  # validated as meta-tested
     gin.clear_config()

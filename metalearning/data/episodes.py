@@ -129,6 +129,9 @@ class FewShotTasks(SupervisedFamily):
         validation_classes: the classes of the validation tasks (held-out characters of the
             meta-training side, e.g. ``@meta_val/omniglot_classes``), or a function returning
             them; ``None``: validation tasks come from ``classes``.
+        validation_shots: K of the validation tasks when it differs from ``shots``: Reptile trains
+            on 10 "training shots" per class but is meta-tested 1-shot, and its validation should
+            be the meta-test's task (``None``: ``shots``).
         select_on: ``"accuracy"``: meta-training keeps the meta-parameters of the best validation
             accuracy (at each logged point) for meta-test, i.e. model selection; ``None``: the final ones.
     """
@@ -139,8 +142,11 @@ class FewShotTasks(SupervisedFamily):
 
     def __init__(self, *, classes: Tensor | Callable[[], Tensor], ways: int, shots: int, queries: int,
                  shuffle_support: bool = False, validation_classes: Tensor | Callable[[], Tensor] | None = None,
-                 select_on: str | None = None):
+                 validation_shots: int | None = None, select_on: str | None = None):
         check_args("FewShotTasks", ways=(ways, int, 1), shots=(shots, int, 1), queries=(queries, int, 1))
+        if validation_shots is not None:
+            check_args("FewShotTasks", validation_shots=(validation_shots, int, 1))
+        self.validation_shots = shots if validation_shots is None else validation_shots
         if select_on not in (None, "accuracy"):  # the validation metric model selection maximises
             raise ValueError(f"FewShotTasks.select_on must be 'accuracy' or None, got {select_on!r}")
         self._classes, self.ways, self.shots, self.queries = classes, ways, shots, queries
@@ -180,24 +186,26 @@ class FewShotTasks(SupervisedFamily):
             return self.classes
         return self._checked(self._validation_classes, "validation_classes")
 
-    def draw(self, n: int, generator: torch.Generator, classes: Tensor | None = None) -> EpisodeIds:
-        """The class and image ids of ``n`` fresh episodes (of ``classes``, default the training ones)."""
+    def draw(self, n: int, generator: torch.Generator, classes: Tensor | None = None,
+             shots: int | None = None) -> EpisodeIds:
+        """The class and image ids of ``n`` fresh episodes (of ``classes``, default the training
+        ones; ``shots`` per class, default ``self.shots``)."""
         num_classes, per_class = (self.classes if classes is None else classes).shape[:2]
-        return draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots, queries=self.queries,
+        return draw_episodes(num_classes, per_class, ways=self.ways, shots=shots or self.shots, queries=self.queries,
                              tasks=n, generator=generator)
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
-               classes: Tensor | None = None) -> Task:
+               classes: Tensor | None = None, shots: int | None = None) -> Task:
         """A meta-batch of ``n`` episodes (:func:`gather`'s shapes), queries with context."""
-        classes = self.classes if classes is None else classes
-        task = gather(classes, self.draw(n, generator, classes), self.shots, dtype)
+        classes, shots = self.classes if classes is None else classes, shots or self.shots
+        task = gather(classes, self.draw(n, generator, classes, shots), shots, dtype)
         if self.shuffle_support:
             task = shuffle_support(task, generator)
         return with_context(task)
 
     def validation_tasks(self, n: int, generator: torch.Generator) -> Task:
-        """Fixed validation episodes, of the validation classes when set."""
-        return self.sample(n, generator, classes=self.validation_classes)
+        """Fixed validation episodes: of the validation classes when set, ``validation_shots`` per class."""
+        return self.sample(n, generator, classes=self.validation_classes, shots=self.validation_shots)
 
     def meta_test(self, model, test_set):
         from metalearning.fewshot import meta_test
