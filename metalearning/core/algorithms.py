@@ -21,7 +21,18 @@ import gin
 import torch
 from torch import Tensor
 
-from metalearning.core.adapt import SGD, Adam, AdamState, Batch, LossFn, Params, StepSizes, Support, inner_loop
+from metalearning.core.adapt import (
+    SGD,
+    Adam,
+    AdamState,
+    Batch,
+    LossFn,
+    Params,
+    StepSizes,
+    Support,
+    adapt_with_state,
+    inner_loop,
+)
 from metalearning.core.batching import num_tasks, over_tasks, task_at
 from metalearning.core.checks import check_args
 
@@ -341,12 +352,10 @@ class Reptile(MetaLearner):
         adapted_all, losses, state = [], [], self._moments
         for i in range(num_tasks(tasks)):
             task = task_at(tasks, i)
-            adapted = theta
             batches = partial(minibatch, task.support, batch_size=self.inner_batch_size)
-            for adapted, state in inner_loop(theta, batches, loss=loss, inner_lr=self.inner_lr,
-                                             inner_steps=self.inner_steps, first_order=True, rule=self.rule,
-                                             state=state):
-                pass
+            adapted, state = adapt_with_state(theta, batches, loss=loss, inner_lr=self.inner_lr,
+                                              inner_steps=self.inner_steps, first_order=True, rule=self.rule,
+                                              state=state)
             adapted_all.append(adapted)
             losses.append(loss(adapted, task.query))
         if state is not None:
