@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metalearning.metrics_io import read_csv, read_json
+from metalearning.report.convergence import convergence_section
 from metalearning.report.figures import plt, save_figure
 from metalearning.report.paper_values import FEWSHOT, FEWSHOT_INTERVAL
 
@@ -137,5 +138,6 @@ def write_fewshot_report(results: dict[str, dict], out_dir: Path, *, dataset: st
             "*non-transductive* normalises each query image with the support set plus that one image. "
             "\"trained BN\" is the mode of the meta-training query loss.", "",
             accuracy_table(results, dataset), "", *[f"- {note}" for note in notes], "",
-            "![accuracy vs steps](accuracy_vs_steps.png)", "", "![learning curves](learning_curves.png)", ""]
+            "![accuracy vs steps](accuracy_vs_steps.png)", "", "![learning curves](learning_curves.png)", "",
+            convergence_section({r["experiment"]: r["learning_curve"] for r in results.values()})]
     (out_dir / "README.md").write_text("\n".join(text))
