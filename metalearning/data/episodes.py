@@ -191,13 +191,14 @@ class FewShotTasks(SupervisedFamily):
         """The class and image ids of ``n`` fresh episodes (of ``classes``, default the training
         ones; ``shots`` per class, default ``self.shots``)."""
         num_classes, per_class = (self.classes if classes is None else classes).shape[:2]
-        return draw_episodes(num_classes, per_class, ways=self.ways, shots=shots or self.shots, queries=self.queries,
-                             tasks=n, generator=generator)
+        return draw_episodes(num_classes, per_class, ways=self.ways, shots=self.shots if shots is None else shots,
+                             queries=self.queries, tasks=n, generator=generator)
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32,
                classes: Tensor | None = None, shots: int | None = None) -> Task:
         """A meta-batch of ``n`` episodes (:func:`gather`'s shapes), queries with context."""
-        classes, shots = self.classes if classes is None else classes, shots or self.shots
+        classes = self.classes if classes is None else classes
+        shots = self.shots if shots is None else shots
         task = gather(classes, self.draw(n, generator, classes, shots), shots, dtype)
         if self.shuffle_support:
             task = shuffle_support(task, generator)
