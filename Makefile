@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: env repro test test-slow lint bench lock clean-env gpu-check
+.PHONY: env repro paper test test-slow lint bench lock clean-env gpu-check
 
 env: $(STAMP)
 
@@ -16,6 +16,11 @@ $(STAMP): environment.lock pyproject.toml
 
 repro: env
 	PATH="$(BIN):$$PATH" dvc repro
+
+# The papers' full experiment lists at their budgets: a second pipeline (paper/params.yaml sets device, nproc).
+# Runs in the active environment (on a GPU machine: torch for CUDA, then `pip install -e .`; README).
+paper:
+	dvc repro paper/dvc.yaml
 
 test: env
 	$(BIN)/python -m pytest

@@ -32,6 +32,7 @@ class RunDB(_Strict):
 
 class Data(_Strict):
     mirrors: list[str]  # folders searched for dataset archives (a string is refused, not split into letters)
+    miniimagenet_images: Optional[str] = None  # MiniImagenet's image folder or archive (user-supplied; paper pipeline)
 
 
 class SineMetaTest(_Strict):
@@ -66,12 +67,17 @@ class FewShotMetaTest(_Strict):
 
 class FewShotExperiment(_Strict):
     episodes: Union[str, list[str]]
-    cpu: list[str]  # required (may be []): what the cpu profile changes; missing would train paper budgets
+    # The bindings each profile adds to training. The active profile's list is required (may be []):
+    # a cpu entry without `cpu` would silently train the papers' budgets (ParamsFile checks it).
+    cpu: Optional[list[str]] = None
+    paper: Optional[list[str]] = None
     seeds: int = PositiveInt  # required: training seeds (metalearning.replicates): seed, seed + 1, …
 
 
 class FewShot(_Strict):
-    split_seed: int
+    """A few-shot dataset's section (``omniglot``; ``miniimagenet``, whose split is fixed, without ``split_seed``)."""
+
+    split_seed: Optional[int] = None  # Omniglot's character split (required there: ParamsFile)
     threads: int = PositiveInt
     meta_test: FewShotMetaTest
     experiments: dict[str, FewShotExperiment]
@@ -115,12 +121,20 @@ class ParamsFile(_Strict):
     data: Data
     sine: Sine
     omniglot: FewShot
+    miniimagenet: Optional[FewShot] = None  # the paper pipeline's (paper/params.yaml); images are user-supplied
     rl: RL
 
     @model_validator(mode="after")
     def _profile_defined(self) -> ParamsFile:
         if self.profile not in self.profiles:
             raise ValueError(f"profile {self.profile!r} has no entry under profiles (defined: {sorted(self.profiles)})")
+        for task in ("omniglot", "miniimagenet"):
+            for name, experiment in (getattr(self, task).experiments if getattr(self, task) else {}).items():
+                if getattr(experiment, self.profile) is None:
+                    raise ValueError(f"{task}.experiments.{name}.{self.profile}: required under profile {self.profile}"
+                                     " (the bindings this profile adds to training; may be [])")
+        if self.omniglot.split_seed is None:
+            raise ValueError("omniglot.split_seed is required (the seeded 1200/1623 character split)")
         if self.profile == "cpu" and self.profiles["cpu"].sine_meta_iterations is None:
             raise ValueError("profiles.cpu.sine_meta_iterations must be a number: null trains the papers' budgets")
         return self
@@ -254,6 +268,26 @@ def episode_set_names(experiments: dict, name: str) -> list[str]:
     if not sets:
         raise KeyError(f"experiment {name!r} names no meta-test episode set (key `episodes`)")
     return [str(s) for s in sets]
+
+
+DATA_DIR = Path("data")  # where the data stages write and the task configs read
+# Each few-shot task config's data-file bindings, relative to the data directory; with DATA_DIR they are
+# what configs/tasks/<task>.gin binds (tests/test_params.py checks it).
+DATA_FILES = {
+    "omniglot": {"omniglot_classes.data_file": "omniglot/omniglot.npz",
+                 "omniglot_classes.split_file": "omniglot/split.json"},
+    "miniimagenet": {"meta_train/miniimagenet_classes.data_file": "miniimagenet/miniimagenet_meta_train.npz",
+                     "meta_test/miniimagenet_classes.data_file": "miniimagenet/miniimagenet_meta_test.npz"},
+}
+
+
+def data_bindings(task: str, data_dir: Path | str = DATA_DIR) -> list[str]:
+    """Gin bindings that point ``task``'s config at its data files under ``data_dir`` (a second
+    pipeline keeps its own data, e.g. ``paper/data``); none for the default directory, where the
+    task configs already point, or for tasks without data files (sine, rl)."""
+    if Path(data_dir) == DATA_DIR:
+        return []
+    return [f"{key} = {str(Path(data_dir) / rel)!r}" for key, rel in DATA_FILES.get(task, {}).items()]
 
 
 EXPERIMENT_DIRS = {"rl": Path("configs/rl/experiments")}  # every other section: configs/experiments

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from metalearning.commands import train
 from metalearning.openmp import set_threads
-from metalearning.params import stage_launch, stage_params, stage_settings
+from metalearning.params import DATA_DIR, data_bindings, stage_launch, stage_params, stage_settings
 from metalearning.replicates import python_command, replicate_dir, run_parallel, training_seeds, write_replicate_index
 from metalearning.rundb.target import resolve_mongo_url
 
@@ -21,6 +21,8 @@ parser.add_argument("--experiment", required=True, help="experiment config name 
                     "configs/rl/experiments/ for rl)")
 parser.add_argument("--out", type=Path, required=True)
 parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="the data stages' directory (a second "
+                    "pipeline's own, e.g. paper/data); the task config's data files are bound under it")
 parser.add_argument("--seed", type=int, default=None, help="train this one training seed into --out (default: "
                     "every seed of the experiment, params.yaml `seeds`)")
 parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -29,6 +31,7 @@ args = parser.parse_args()
 params = stage_params(args.params)
 device, nproc = stage_launch(params, args.params, args.task)
 config, bindings, threads = stage_settings(params, args.task, args.experiment, args.params)
+bindings = [*data_bindings(args.task, args.data_dir), *bindings]
 if args.seed is None:  # the stage: every training seed, each in its own process(es)
     seeds = training_seeds(params, args.task, args.experiment)
     base = [*sys.argv[1:]]

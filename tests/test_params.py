@@ -40,7 +40,7 @@ def _set(path: str, value):
 BAD = [
     ("profile", "gpu", r"profile: Input should be 'cpu' or 'paper' \(got 'gpu'\)"),
     ("omniglot.experiments.maml_omniglot_5w1s.cpu", KeyError, r"omniglot\.experiments\.maml_omniglot_5w1s\.cpu: "
-                                                              "Field required"),
+                                                              "required under profile cpu"),
     ("profiles.cpu.sine_meta_iterations", KeyError, r"profiles\.cpu\.sine_meta_iterations: Field required"),
     ("profiles.cpu.sine_meta_iterations", None, r"sine_meta_iterations must be a number"),
     ("data.mirrors", "/data/mirror", r"data\.mirrors: Input should be a valid list \(got '/data/mirror'\)"),
@@ -48,7 +48,7 @@ BAD = [
     ("omniglot.experiments.maml_omniglot_5w1s.episodes", "5w9s", r"episodes names \['5w9s'\], not in meta_test\.sets"),
     ("threads", 0, r"threads: Input should be greater than or equal to 1"),
     ("omniglot.threads", "2", r"omniglot\.threads: Input should be a valid integer"),
-    ("profiles.paper.device", "gpu", r"profiles\.paper\.device: String should match pattern .*\(got 'gpu'\)"),
+    ("profiles.cpu.device", "gpu", r"profiles\.cpu\.device: String should match pattern .*\(got 'gpu'\)"),
     ("profiles.cpu.nproc", 0, r"profiles\.cpu\.nproc: Input should be greater than or equal to 1"),
     ("rl.nproc", 0, r"rl\.nproc: Input should be greater than or equal to 1"),
     ("sine.experiments.maml_sine_5shot.seeds", KeyError, r"sine\.experiments\.maml_sine_5shot\.seeds: Field required"),
