@@ -7,8 +7,9 @@ each process on a CUDA machine takes the GPU of its local rank.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 from torch.utils import _pytree as pytree
@@ -45,6 +46,26 @@ def resolve(spec: str | torch.device, binding: str = "device") -> torch.device:
         if device.index >= torch.cuda.device_count():
             raise ValueError(f"{binding}: {spec!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str, binding: str = "precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS` (else ValueError naming ``binding``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{binding}: unknown precision {precision!r} (choose {' or '.join(PRECISIONS)})")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> ContextManager:
+    """Mixed precision for the meta-gradient: ``bf16`` runs the forward ops autocast supports
+    (convolutions, matrix products) in bfloat16 on ``device`` (on CUDA the fast path; on the CPU the
+    same arithmetic, which the tests check), with parameters, gradients and the optimiser in
+    float32; ``fp32`` changes nothing."""
+    if check_precision(precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def binding(device: str | None) -> list[str]:

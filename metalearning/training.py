@@ -117,8 +117,11 @@ class GradientStep:
         n = num_tasks(batch.tasks)
         start, stop = shard_bounds(n, processes.rank, processes.size)
         tasks = batch.tasks if stop - start == n else task_slice(batch.tasks, start, stop)
-        grads, meta_loss = weighted_meta_gradient(trainer.algorithm, self.meta_params, tasks, trainer.loss, total=n,
-                                                  chunk=trainer.meta_batch_chunk, iteration=iteration)
+        with devices.autocast(trainer.precision, trainer.device):
+            grads, meta_loss = weighted_meta_gradient(trainer.algorithm, self.meta_params, tasks, trainer.loss,
+                                                      total=n, chunk=trainer.meta_batch_chunk, iteration=iteration)
+        if meta_loss.dtype == torch.bfloat16:  # a loss autocast left in bfloat16 (gradients: the parameters' dtype)
+            meta_loss = meta_loss.float()
         distributed.all_reduce_sum([*meta_leaves(grads), meta_loss])
         require_finite("meta-loss", {"": meta_loss}, iteration)
         require_finite("meta-gradient of", named_leaves(grads), iteration)
@@ -164,18 +167,26 @@ class MetaTrainer:
             ``cuda:N`` or ``auto`` (CUDA when available; :func:`metalearning.devices.resolve`).
             Tasks are sampled on the CPU with the CPU generator and moved there, so the same seed
             draws the same tasks on every device.
+        precision: ``fp32`` or ``bf16``: the meta-gradient's forward ops autocast to bfloat16
+            (:func:`metalearning.devices.autocast`; for CUDA), parameters, gradients and the
+            optimiser staying float32. The gradient outer rule only (TRPO's conjugate gradient and
+            line search need float32); validation and meta-tests run in float32.
     """
 
     def __init__(self, *, algorithm: MetaLearner, learner: nn.Module, tasks: TaskFamily, meta_batch_size: int,
                  meta_iterations: int, meta_optimizer: Callable | None = None, outer_rule: OuterRule | None = None,
                  anneal_meta_lr: bool = False, log_every: int = 100,
                  predictor: Callable[[nn.Module], Callable] = plain_predictor, meta_val_tasks: int = 100,
-                 meta_batch_chunk: int | None = None, device: str = "cpu"):
+                 meta_batch_chunk: int | None = None, device: str = "cpu", precision: str = "fp32"):
         check_args("MetaTrainer", meta_batch_size=(meta_batch_size, int, 1), meta_iterations=(meta_iterations, int, 0),
                    log_every=(log_every, int, 1), meta_val_tasks=(meta_val_tasks, int, 1))
         if meta_batch_chunk is not None:
             check_args("MetaTrainer", meta_batch_chunk=(meta_batch_chunk, int, 1))
         self.device = devices.resolve(device, "MetaTrainer.device")
+        self.precision = devices.check_precision(precision, "MetaTrainer.precision")
+        if precision != "fp32" and outer_rule is not None:
+            raise ValueError(f"MetaTrainer.precision: {precision!r} applies to the gradient outer rule "
+                             f"(MetaTrainer.meta_optimizer), not to {type(outer_rule).__name__}, which needs float32")
         processes = distributed.world()
         if processes.size > meta_batch_size:
             raise ValueError(f"MetaTrainer.meta_batch_size: {meta_batch_size} tasks cannot be shared by "

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 _POOLINGS = ("max", "stride")
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
 class BatchNormNoStats(nn.Module):
     """Batch norm that always uses the current batch's mean and (biased) variance.
 
@@ -48,6 +51,8 @@ class BatchNormNoStats(nn.Module):
         # reduction over dims 0, 2, 3 was the slowest op of a conv4 forward). Under vmap and
         # through MAML's double backward this halves the batch norm's share of a meta-iteration
         # (`metalearning bench`).
+        if x.dtype in LOW_PRECISION:  # mixed precision (bf16 autocast): normalise in float32, as F.batch_norm does
+            x = x.float()
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = x - x.mean(dim=dims, keepdim=True)
