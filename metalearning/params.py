@@ -100,6 +100,14 @@ class RLExperimentParams(_Strict):
     seeds: int = PositiveInt  # required: training seeds (metalearning.replicates): seed, seed + 1, …
 
 
+class RLSharedParams(RLExperimentParams):
+    """An experiment meta-tested on another experiment's trained models, which its own files and
+    profile bindings would train identically (the test stage checks it): only its meta-test
+    protocol differs. Its ``cpu``/``paper`` lists are the bindings it would train with."""
+
+    model: str  # the experiment of rl.experiments whose models (every training seed) it meta-tests
+
+
 class RL(_Strict):
     threads: int = PositiveInt
     nproc: int | None = Field(default=None, ge=1)  # processes per RL training stage; None: the profile's
@@ -107,6 +115,20 @@ class RL(_Strict):
     navigation: dict[str, RLExperimentParams]
     locomotion: dict[str, RLExperimentParams]
     experiments: dict[str, RLExperimentParams]
+    shared: dict[str, RLSharedParams] = {}  # meta-tested on another experiment's models (not trained again)
+
+    @model_validator(mode="after")
+    def _shared_models_are_trained(self) -> RL:
+        for name, entry in self.shared.items():
+            if name in self.experiments:
+                raise ValueError(f"shared.{name}: also listed under experiments (train it, or share a model: not both)")
+            if entry.model not in self.experiments:
+                raise ValueError(f"shared.{name}.model: {entry.model!r} is not one of experiments "
+                                 f"({', '.join(self.experiments)})")
+            if entry.seeds > self.experiments[entry.model].seeds:
+                raise ValueError(f"shared.{name}.seeds: {entry.seeds}, but {entry.model} trains "
+                                 f"{self.experiments[entry.model].seeds} seed(s)")
+        return self
 
 
 class ParamsFile(_Strict):
@@ -236,13 +258,32 @@ def experiment_bindings(params: dict, task: str, experiment: str, origin: Path =
     The ``cpu`` profile applies the experiment's ``cpu`` list, the ``paper`` profile its ``paper``
     list (RL only: e.g. a stated reduced MuJoCo budget; none by default).
     """
-    entry = _get(params, f"{task}.experiments.{experiment}", origin)
+    entry = experiment_entry(params, task, experiment, origin)
     return [str(b) for b in entry.get(params["profile"], [])] if isinstance(entry, dict) else []
+
+
+def experiment_entry(params: dict, task: str, experiment: str, origin: Path = DEFAULT_PARAMS) -> Any:
+    """The params entry of ``experiment`` in ``<task>.experiments``, or (meta-RL) ``rl.shared``."""
+    shared = params.get(task, {}).get("shared") or {}
+    if experiment in shared:
+        return shared[experiment]
+    return _get(params, f"{task}.experiments.{experiment}", origin)
+
+
+def meta_tested_experiments(params: dict, task: str) -> list[str]:
+    """Every experiment of ``<task>`` with meta-test results: ``experiments``, then ``shared`` (RL)."""
+    return [*params[task]["experiments"], *(params[task].get("shared") or {})]
+
+
+def shared_model(params: dict, task: str, experiment: str) -> str | None:
+    """The experiment whose trained models ``experiment`` is meta-tested on (``rl.shared``), or None."""
+    entry = (params.get(task, {}).get("shared") or {}).get(experiment)
+    return None if entry is None else str(entry["model"])
 
 
 def rl_experiment_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:
     """RL experiment ``experiment``'s own meta-test bindings (its ``test`` list, any profile)."""
-    return [str(b) for b in _get(params, f"rl.experiments.{experiment}", origin).get("test", [])]
+    return [str(b) for b in experiment_entry(params, "rl", experiment, origin).get("test", [])]
 
 
 def rl_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:

@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from metalearning.metrics_io import read_json, write_json
+from metalearning.params import experiment_entry
 
 REPLICATES = "replicates"  # the sub-folder of a primary output folder that holds the other seeds' runs
 INDEX = "seeds.json"  # <out>/replicates/seeds.json: the replicate seeds; beside a metrics.json: the summary
 
 
 def training_seeds(params: dict, task: str, experiment: str) -> list[int]:
-    """The training seeds of ``<task>.experiments.<experiment>``: params ``seed``, then the next
-    ones, as many as the experiment's ``seeds``."""
-    count = int(params[task]["experiments"][experiment]["seeds"])
+    """The training seeds of ``<task>.experiments.<experiment>`` (or ``rl.shared``): params ``seed``,
+    then the next ones, as many as the experiment's ``seeds``."""
+    count = int(experiment_entry(params, task, experiment)["seeds"])
     return [int(params["seed"]) + i for i in range(count)]
 
 

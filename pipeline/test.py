@@ -3,16 +3,29 @@ family's fixed meta-test set, few-shot on each of its episode sets (params.yaml
 ``<task>.experiments.<name>.episodes``, into ``<out>/<set>/``), meta-RL on new tasks drawn with
 ``rl.meta_test_seed`` and the experiment's ``test`` bindings. Every training seed's model is
 tested (the primary's results into ``--out``, the others' into ``--out/replicates/seed<k>``), and
-``seeds.json`` beside each ``metrics.json`` summarises them across seeds (metalearning.replicates)."""
+``seeds.json`` beside each ``metrics.json`` summarises them across seeds (metalearning.replicates).
+An experiment of ``rl.shared`` is meta-tested on another experiment's models (``--checkpoint``) with
+its own protocol, once its training is checked to be the same (metalearning.shared_models)."""
 
 import argparse
+import sys
 from pathlib import Path
 
+from metalearning import devices
 from metalearning.commands import test
 from metalearning.openmp import set_threads
-from metalearning.params import episode_set_names, rl_test_bindings, stage_launch, stage_params, task_threads
+from metalearning.params import (
+    episode_set_names,
+    rl_test_bindings,
+    shared_model,
+    stage_launch,
+    stage_params,
+    stage_settings,
+    task_threads,
+)
 from metalearning.replicates import replicate_dir, training_seeds, write_replicate_index, write_seed_summaries
 from metalearning.rundb.target import resolve_mongo_url
+from metalearning.shared_models import operative_config, protocol_bindings
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--task", default="sine", help="params.yaml section: sine, omniglot or rl")
@@ -30,6 +43,17 @@ set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
 device, _ = stage_launch(params, args.params)  # meta-tests run in one process
 seeds = training_seeds(params, args.task, args.experiment)
+protocol = []
+model_name = shared_model(params, args.task, args.experiment)
+if model_name is not None:  # this experiment's protocol on the models of another, which trains identically
+    config, training, _ = stage_settings(params, args.task, args.experiment, args.params)
+    try:
+        protocol = protocol_bindings((args.checkpoint.parent / "operative_config.gin").read_text(),
+                                     operative_config([config], [*training, *devices.binding(device)]),
+                                     model=model_name, experiment=args.experiment)
+    except (OSError, ValueError) as err:
+        print(f"{Path(__file__).name}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 for seed in seeds:
     primary = seed == seeds[0]
     checkpoint = args.checkpoint if primary else replicate_dir(args.checkpoint.parent, seed) / args.checkpoint.name
@@ -37,7 +61,7 @@ for seed in seeds:
     if args.task == "sine":
         test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
     elif args.task == "rl":
-        test(checkpoint, out_dir=out, bindings=rl_test_bindings(params, args.experiment, args.params),
+        test(checkpoint, out_dir=out, bindings=[*protocol, *rl_test_bindings(params, args.experiment, args.params)],
              mongo_url=mongo_url, device=device)
     else:
         for name in episode_set_names(params[args.task]["experiments"], args.experiment):

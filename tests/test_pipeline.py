@@ -36,6 +36,9 @@ def _tiny_params() -> dict:
     params["rl"]["experiments"] = {
         "maml_nav2d_fixed": {"cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"], "seeds": 1},
         "random_nav2d": {"cpu": list(rl_tiny), "seeds": 1}}
+    # MAML's curve protocol on the Table-4 model (the tiny bindings make the two trainings the same)
+    params["rl"]["shared"] = {
+        "maml_nav2d": {"model": "maml_nav2d_fixed", "cpu": [*rl_tiny, "MetaTrainer.meta_iterations = 1"], "seeds": 1}}
     return params
 
 
@@ -74,7 +77,8 @@ def test_repro_writes_every_stage_output(pipeline_dir):
                 "metrics/omniglot/maml_omniglot_5w1s/5w1s/metrics.json",
                 "metrics/omniglot/maml_omniglot_5w1s/5w2s/metrics.json", "reports/omniglot/README.md",
                 "reports/omniglot/accuracy_vs_steps.png", "models/rl/maml_nav2d_fixed/checkpoint.pt",
-                "metrics/rl/random_nav2d/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png"]:
+                "metrics/rl/random_nav2d/metrics.json", "reports/rl/README.md", "reports/rl/trajectories.png",
+                "metrics/rl/maml_nav2d/metrics.json"]:
         assert (pipeline_dir / rel).is_file(), rel
     assert "maml_sine_5shot" in (pipeline_dir / "reports/sine/README.md").read_text()
     report = (pipeline_dir / "reports/omniglot/README.md").read_text()
@@ -83,6 +87,21 @@ def test_repro_writes_every_stage_output(pipeline_dir):
     assert len(maml_tests) == 2 and "5-way 2-shot" in maml_tests[1]  # the 1-shot model on a second episode set
     assert "95.39 ± 0.09% (non-transductive; from the std. over 3 training seeds)" in report  # Reptile's, as published
     assert "| `maml_omniglot_5w1s` | `filters` | `64` |" in report  # the generated deviations section
+
+
+def test_a_shared_rl_experiment_is_meta_tested_on_the_other_model_with_its_own_protocol(pipeline_dir):
+    """rl.shared maml_nav2d: no training of its own; maml_nav2d_fixed's model under MAML's protocol."""
+    import json
+
+    assert not (pipeline_dir / "models/rl/maml_nav2d").exists()
+    curves = {name: json.loads((pipeline_dir / f"metrics/rl/{name}/curves.json").read_text())
+              for name in ("maml_nav2d", "maml_nav2d_fixed")}
+    assert curves["maml_nav2d"]["meta_test"]["paper"] == "maml" and curves["maml_nav2d_fixed"]["meta_test"]["paper"] \
+        == "metasgd"
+    assert curves["maml_nav2d"]["setting"] == curves["maml_nav2d_fixed"]["setting"]  # the same trained model
+    report = (pipeline_dir / "reports/rl/README.md").read_text()
+    assert "`maml_nav2d` is meta-tested on `maml_nav2d_fixed`'s trained models" in report
+    assert "| `maml_nav2d` | MAML |" in report
 
 
 def test_training_seeds_are_a_pipeline_axis(pipeline_dir):

@@ -22,8 +22,6 @@ import argparse
 from pathlib import Path
 
 import metalearning  # noqa: F401  (OpenMP policy before torch)
-import torch
-
 from metalearning.model import load_model
 from metalearning.rl.meta_rl import batched_inner_update, per_task, policy_batch
 from metalearning.rl.policy import make_task_act
@@ -36,6 +34,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=80, help="episodes sampled after the step (enough for the "
                         "budget unless most episodes end early)")
     args = parser.parse_args()
+    import torch  # after metalearning (its OpenMP and numerics policy)
+
     model = load_model(args.checkpoint)
     family, algo, policy = model.family, model.algorithm, model.trainer.learner
     trajectories = family.evaluation.trajectories

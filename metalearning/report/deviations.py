@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Sequence
 import gin
 
 from metalearning.config import load_config
-from metalearning.params import omniglot_variant, rl_experiment_test_bindings, stage_settings
+from metalearning.params import meta_tested_experiments, omniglot_variant, rl_experiment_test_bindings, stage_settings
 
 
 class Deviation(NamedTuple):
@@ -51,7 +51,7 @@ def binding_deviations(experiment: str, config: Path, bindings: Sequence[str]) -
 def section_deviations(params: dict, task: str, origin: Path) -> list[Deviation]:
     """The deviations of every experiment of params section ``task`` (``sine``, ``omniglot``, ``rl``)."""
     found = []
-    for name in params[task]["experiments"]:
+    for name in meta_tested_experiments(params, task):
         config, bindings, _ = stage_settings(params, task, name, origin)
         if task == "rl":  # and the meta-test's own bindings (e.g. a baseline's swept fine-tuning α)
             bindings = [*bindings, *rl_experiment_test_bindings(params, name, origin)]

@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from metalearning.params import active_profile, episode_set_names, load_params, omniglot_variant
+from metalearning.params import (
+    active_profile,
+    episode_set_names,
+    load_params,
+    meta_tested_experiments,
+    omniglot_variant,
+)
 from metalearning.report.deviations import deviations_section
 from metalearning.report.seeds import seeds_section
 
@@ -78,10 +84,15 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
         "computes −distance and its 0-step return (−40.41) is ~100 × the mean distance from the origin to a goal "
         "(0.38), so MAML's curve is compared on the distance reward.",
     ]
+    shared = {name: entry["model"] for name, entry in (section.get("shared") or {}).items()}
+    for name, model in shared.items():
+        notes.append(f"`{name}` is meta-tested on `{model}`'s trained models (params.yaml `rl.shared`): in this "
+                     f"profile its files train the same model (checked against `{model}`'s operative config at test "
+                     "time; they differ only in the meta-test protocol), so it is trained once.")
     if missing:
         notes.append(f"Not run in this profile: {', '.join(f'`{m}`' for m in missing)} (MuJoCo locomotion, "
                      "paper profile).")
-    write_rl_report(load_rl_results(list(section["experiments"]), metrics, models), out, notes=notes)
+    write_rl_report(load_rl_results(meta_tested_experiments(params, "rl"), metrics, models, shared), out, notes=notes)
 
 
 def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), metrics: Path | None = None,
@@ -98,7 +109,7 @@ def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), 
     params = load_params(params_path)
     writers[task](params, params_path, metrics or Path("metrics") / task, models or Path("models") / task, out)
     page = out / "README.md"
-    seeds = seeds_section(metrics or Path("metrics") / task, list(params[task]["experiments"]))
+    seeds = seeds_section(metrics or Path("metrics") / task, meta_tested_experiments(params, task))
     deviations = deviations_section(params, task, params_path)
     page.write_text(page.read_text().rstrip("\n") + "\n\n" + seeds + "\n" + deviations)
     return out

@@ -37,11 +37,15 @@ HVP_LABELS = {"composed": "exact (Jᵀ∇²KL J)", "direct": "exact (3rd derivat
               "finite_difference": "finite differences (MAML's code)"}
 
 
-def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path) -> dict[str, dict]:
-    """Per experiment: ``curves.json`` (setting, protocol, curve), its paths and its learning curve."""
+def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path,
+                    models: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per experiment: ``curves.json`` (setting, protocol, curve), its paths and its learning curve
+    (from the experiment's model folder: its own, or ``models[name]``'s for one meta-tested on
+    another experiment's models)."""
+    models = models or {}
     return {name: {**read_json(metrics_dir / name / "curves.json"),
                    "trajectories": read_json(metrics_dir / name / "trajectories.json"),
-                   "learning_curve": read_csv(models_dir / name / "learning_curve.csv")}
+                   "learning_curve": read_csv(models_dir / models.get(name, name) / "learning_curve.csv")}
             for name in experiments}
 
 

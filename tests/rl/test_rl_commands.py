@@ -74,11 +74,12 @@ def test_every_rl_experiment_smoke_runs(path, tmp_path):
 
 def test_params_list_every_rl_experiment_and_the_cpu_profile_only_navigation():
     section = load_params(REPO / "params.yaml")["rl"]
-    assert set(section["navigation"]) | set(section["locomotion"]) == {p.stem for p in EXPERIMENTS}
+    shared = set(section["shared"])  # meta-tested on another experiment's models
+    assert set(section["navigation"]) | set(section["locomotion"]) | shared == {p.stem for p in EXPERIMENTS}
     assert set(section["locomotion"]) == {p.stem for p in LOCOMOTION}
-    assert set(section["experiments"]) == set(section["navigation"])  # the cpu list `dvc repro` runs
+    assert set(section["experiments"]) == set(section["navigation"])  # the cpu list `dvc repro` trains
     assert {"maml_nav2d", "maml_nav2d_fixed", "metasgd_nav2d_fixed", "maml_nav2d_random",
-            "metasgd_nav2d_random"} <= set(section["experiments"])
+            "metasgd_nav2d_random"} <= set(section["experiments"]) | shared
 
 
 def _tensors(meta_params: dict) -> list[torch.Tensor]:
