@@ -313,7 +313,7 @@ def episode_set_names(experiments: dict, name: str) -> list[str]:
 
 DATA_DIR = Path("data")  # where the data stages write and the task configs read
 # Each few-shot task config's data-file bindings, relative to the data directory; with DATA_DIR they are
-# what configs/tasks/<task>.gin binds (tests/test_params.py checks it).
+# what configs/tasks/<task>.gin binds (tests/test_paper_pipeline.py checks it).
 DATA_FILES = {
     "omniglot": {"omniglot_classes.data_file": "omniglot/omniglot.npz",
                  "omniglot_classes.split_file": "omniglot/split.json"},
