@@ -111,6 +111,9 @@ class RLSharedParams(RLExperimentParams):
 class RL(_Strict):
     threads: int = PositiveInt
     nproc: int | None = Field(default=None, ge=1)  # processes per RL training stage; None: the profile's
+    # where the RL stages run; None: the profile's (small policies, CPU rollouts: a GPU machine's paper
+    # profile runs them on its CPU cores, in rl.nproc processes)
+    device: Optional[str] = Field(default=None, pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
     meta_test_seed: int
     navigation: dict[str, RLExperimentParams]
     locomotion: dict[str, RLExperimentParams]
@@ -239,10 +242,12 @@ def sine_bindings(params: dict, origin: Path = DEFAULT_PARAMS) -> list[str]:
 def stage_launch(params: dict, origin: Path = DEFAULT_PARAMS, task: str | None = None) -> tuple[str | None, int]:
     """(device, processes) of a stage under the active profile. The device is None for ``cpu``,
     MetaTrainer's default: a cpu stage adds no binding to the configs it records. A task
-    section's own ``nproc`` (e.g. ``rl.nproc``: rollouts are CPU work) overrides the profile's."""
+    section's own ``device`` and ``nproc`` (``rl.device``, ``rl.nproc``: rollouts are CPU work)
+    override the profile's."""
     profile = active_profile(params, origin)
-    device = str(profile.get("device", "cpu"))
-    own = params.get(task, {}).get("nproc") if task else None  # validated by ParamsFile
+    section = params.get(task, {}) if task else {}  # validated by ParamsFile
+    device = str(section.get("device") or profile.get("device", "cpu"))
+    own = section.get("nproc")
     return (None if device == "cpu" else device), int(own if own is not None else profile.get("nproc", 1))
 
 

@@ -41,7 +41,7 @@ args = parser.parse_args()
 params = stage_params(args.params)
 set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
-device, _ = stage_launch(params, args.params)  # meta-tests run in one process
+device, _ = stage_launch(params, args.params, args.task)  # meta-tests run in one process
 seeds = training_seeds(params, args.task, args.experiment)
 protocol = []
 model_name = shared_model(params, args.task, args.experiment)

@@ -167,7 +167,7 @@ def _tiny_paper_params(mirror: Path, images: Path) -> dict:
     params["miniimagenet"]["experiments"] = {
         "maml_miniimagenet_5w1s": {"episodes": "5w1s", "seeds": 1, "paper": [*TINY, "queries = 1", "inner_steps = 1",
                                                                               "eval_inner_steps = 1"]}}
-    params["rl"]["navigation"] = params["rl"]["locomotion"] = {}
+    params["rl"].update(nproc=1, navigation={}, locomotion={})
     params["rl"]["experiments"] = {"maml_nav2d_fixed": {"seeds": 1, "paper": RL_TINY}}
     return params
 

@@ -100,6 +100,20 @@ def test_a_task_sections_nproc_overrides_the_profiles():
     assert stage_launch(params, task="rl") == (None, 3)
 
 
+def test_rl_device_overrides_the_profiles():
+    """``rl.device``: a GPU profile's RL stages can run on the CPU (tiny policies, CPU rollouts)."""
+    params = copy.deepcopy(PARAMS)
+    params["profiles"]["cpu"]["device"], params["rl"]["device"] = "auto", "cpu"
+    check_params(params)
+    assert stage_launch(params, task="rl")[0] is None  # cpu: no binding
+    assert stage_launch(params, task="omniglot")[0] == stage_launch(params)[0] == "auto"
+    params["rl"]["device"] = None
+    assert stage_launch(params, task="rl")[0] == "auto"
+    params["rl"]["device"] = "gpu"
+    with pytest.raises(ParamsError, match=r"rl\.device: String should match pattern"):
+        check_params(params)
+
+
 def test_rl_experiments_bind_per_profile_and_at_meta_test():
     """An RL entry's ``cpu``/``paper`` lists bind training in that profile only; its ``test`` list
     binds every meta-test, after the meta-test seed."""
