@@ -153,8 +153,9 @@ class ParamsFile(_Strict):
     def _profile_defined(self) -> ParamsFile:
         if self.profile not in self.profiles:
             raise ValueError(f"profile {self.profile!r} has no entry under profiles (defined: {sorted(self.profiles)})")
-        for task in ("omniglot", "miniimagenet"):
-            for name, experiment in (getattr(self, task).experiments if getattr(self, task) else {}).items():
+        fewshot = {"omniglot": self.omniglot, "miniimagenet": self.miniimagenet}
+        for task, section in fewshot.items():
+            for name, experiment in (section.experiments if section else {}).items():
                 if getattr(experiment, self.profile) is None:
                     raise ValueError(f"{task}.experiments.{name}.{self.profile}: required under profile {self.profile}"
                                      " (the bindings this profile adds to training; may be [])")
@@ -267,9 +268,14 @@ def experiment_bindings(params: dict, task: str, experiment: str, origin: Path =
     return [str(b) for b in entry.get(params["profile"], [])] if isinstance(entry, dict) else []
 
 
+def shared_entries(params: dict, task: str) -> dict[str, Any]:
+    """``<task>.shared`` (meta-RL: experiments meta-tested on another's models); empty elsewhere."""
+    return params.get(task, {}).get("shared") or {}
+
+
 def experiment_entry(params: dict, task: str, experiment: str, origin: Path = DEFAULT_PARAMS) -> Any:
     """The params entry of ``experiment`` in ``<task>.experiments``, or (meta-RL) ``rl.shared``."""
-    shared = params.get(task, {}).get("shared") or {}
+    shared = shared_entries(params, task)
     if experiment in shared:
         return shared[experiment]
     return _get(params, f"{task}.experiments.{experiment}", origin)
@@ -277,13 +283,12 @@ def experiment_entry(params: dict, task: str, experiment: str, origin: Path = DE
 
 def meta_tested_experiments(params: dict, task: str) -> list[str]:
     """Every experiment of ``<task>`` with meta-test results: ``experiments``, then ``shared`` (RL)."""
-    return [*params[task]["experiments"], *(params[task].get("shared") or {})]
+    return [*params[task]["experiments"], *shared_entries(params, task)]
 
 
-def shared_model(params: dict, task: str, experiment: str) -> str | None:
-    """The experiment whose trained models ``experiment`` is meta-tested on (``rl.shared``), or None."""
-    entry = (params.get(task, {}).get("shared") or {}).get(experiment)
-    return None if entry is None else str(entry["model"])
+def shared_experiments(params: dict, task: str) -> dict[str, str]:
+    """``{experiment: the experiment whose trained models it is meta-tested on}`` (``rl.shared``)."""
+    return {name: str(entry["model"]) for name, entry in shared_entries(params, task).items()}
 
 
 def rl_experiment_test_bindings(params: dict, experiment: str, origin: Path = DEFAULT_PARAMS) -> list[str]:

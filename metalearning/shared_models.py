@@ -21,6 +21,9 @@ from typing import Sequence
 
 import gin
 
+from metalearning.devices import binding
+from metalearning.params import shared_experiments, stage_settings
+
 PROTOCOL_MACROS = ("eval_trajectories", "eval_tasks", "eval_inner_steps")
 PROTOCOL_PARAMETERS = ("MetaRL.eval_seed", "MetaRL.plotted_tasks")
 _ENTRY = re.compile(r"^([A-Za-z_][\w./]*) = (.*)$")
@@ -83,3 +86,26 @@ def protocol_bindings(model_config: str, experiment_config: str, *, model: str, 
         raise ValueError(f"{experiment} would not train the same model as {model}, so it cannot be meta-tested on "
                          f"its models: they differ in {'; '.join(training)}")
     return [f"{k} = {theirs[k]}" for k in differ]
+
+
+def shared_protocol(params: dict, task: str, experiment: str, model_dir: Path, device: str | None,
+                    origin: Path) -> list[str]:
+    """The meta-test bindings that give the models in ``model_dir`` the protocol of ``experiment``
+    when it is meta-tested on another experiment's models (params ``<task>.shared``), after the
+    check of :func:`protocol_bindings`; ``[]`` for an experiment that tests its own models.
+
+    Args:
+        device: the stage's device (None: the CPU), bound as training bound it.
+        origin: the params file, for messages.
+
+    Raises:
+        ValueError, OSError: the experiment would train another model, or ``model_dir`` has no
+            ``operative_config.gin``.
+    """
+    model = shared_experiments(params, task).get(experiment)
+    if model is None:
+        return []
+    config, training, _ = stage_settings(params, task, experiment, origin)
+    return protocol_bindings((Path(model_dir) / "operative_config.gin").read_text(),
+                             operative_config([config], [*training, *binding(device)]),
+                             model=model, experiment=experiment)

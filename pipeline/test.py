@@ -11,21 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from metalearning import devices
 from metalearning.commands import test
 from metalearning.openmp import set_threads
-from metalearning.params import (
-    episode_set_names,
-    rl_test_bindings,
-    shared_model,
-    stage_launch,
-    stage_params,
-    stage_settings,
-    task_threads,
-)
+from metalearning.params import episode_set_names, rl_test_bindings, stage_launch, stage_params, task_threads
 from metalearning.replicates import replicate_dir, training_seeds, write_replicate_index, write_seed_summaries
 from metalearning.rundb.target import resolve_mongo_url
-from metalearning.shared_models import operative_config, protocol_bindings
+from metalearning.shared_models import shared_protocol
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--task", default="sine", help="params.yaml section: sine, omniglot or rl")
@@ -43,17 +34,11 @@ set_threads(task_threads(params, args.task))
 mongo_url = resolve_mongo_url(params_path=args.params)
 device, _ = stage_launch(params, args.params, args.task)  # meta-tests run in one process
 seeds = training_seeds(params, args.task, args.experiment)
-protocol = []
-model_name = shared_model(params, args.task, args.experiment)
-if model_name is not None:  # this experiment's protocol on the models of another, which trains identically
-    config, training, _ = stage_settings(params, args.task, args.experiment, args.params)
-    try:
-        protocol = protocol_bindings((args.checkpoint.parent / "operative_config.gin").read_text(),
-                                     operative_config([config], [*training, *devices.binding(device)]),
-                                     model=model_name, experiment=args.experiment)
-    except (OSError, ValueError) as err:
-        print(f"{Path(__file__).name}: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+try:  # rl.shared: this experiment's protocol on the models of another, which trains identically
+    protocol = shared_protocol(params, args.task, args.experiment, args.checkpoint.parent, device, args.params)
+except (OSError, ValueError) as err:
+    print(f"{Path(__file__).name}: error: {err}", file=sys.stderr)
+    raise SystemExit(1) from None
 for seed in seeds:
     primary = seed == seeds[0]
     checkpoint = args.checkpoint if primary else replicate_dir(args.checkpoint.parent, seed) / args.checkpoint.name

@@ -2,11 +2,7 @@
 and run end to end at toy size beside the cpu pipeline."""
 
 import importlib.util
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +13,7 @@ from PIL import Image
 from metalearning.params import DATA_FILES, data_bindings, load_params
 
 from .conftest import REPO
-from .test_pipeline import COPIED, OMNIGLOT_MIRROR, _run
+from .test_pipeline import COPIED, OMNIGLOT_MIRROR, _run, dvc_workspace
 
 
 def _generator():
@@ -174,20 +170,9 @@ def _tiny_paper_params(mirror: Path, images: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def paper_dir(tmp_path_factory):
-    if not (OMNIGLOT_MIRROR / "images_background_small1.zip").is_file():
-        pytest.skip(f"Omniglot mirror archives not present in {OMNIGLOT_MIRROR}")
-    work = tmp_path_factory.mktemp("paper_pipeline")
-    for name in [*COPIED, "params.yaml", "paper"]:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, work / name)
+    work = dvc_workspace(tmp_path_factory, "paper_pipeline", [*COPIED, "params.yaml", "paper"])
     mirror, images = _toy_miniimagenet(tmp_path_factory.mktemp("miniimagenet"))
     (work / "paper/params.yaml").write_text(yaml.safe_dump(_tiny_paper_params(mirror, images), sort_keys=False))
-    _run(["git", "init", "-q"], work)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], work)
-    _run(["dvc", "init", "-q"], work)
     _run(["dvc", "repro", "-q", "paper/dvc.yaml"], work)
     return work
 
@@ -225,14 +210,7 @@ def test_paper_pipeline_is_up_to_date_after_repro_and_apart_from_the_cpu_one(pap
 def test_prepare_miniimagenet_without_images_names_the_key(tmp_path):
     params = load_params(REPO / "paper/params.yaml", validate=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    done = _run_failing(["python", str(REPO / "pipeline/prepare_miniimagenet.py"), "--params",
-                         str(tmp_path / "params.yaml"), "--out", str(tmp_path / "out")], REPO)
+    done = _run(["python", str(REPO / "pipeline/prepare_miniimagenet.py"), "--params", str(tmp_path / "params.yaml"),
+                 "--out", str(tmp_path / "out")], REPO, fails=True)
     assert "data.miniimagenet_images is not set" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
-
-def _run_failing(cmd, cwd):
-    env = {**os.environ, "METALEARNING_NUMERICS": "portable",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode != 0, done.stdout
-    return done

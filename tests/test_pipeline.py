@@ -42,28 +42,41 @@ def _tiny_params() -> dict:
     return params
 
 
-def _run(cmd, cwd):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def _run(cmd, cwd, *, fails: bool = False):
+    """Run ``cmd`` with this interpreter's tools (and the pipeline's numerics) first on PATH; assert
+    that it succeeds, or with ``fails`` that it does not."""
+    env = {**os.environ, "METALEARNING_NUMERICS": "portable",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    if fails:
+        assert done.returncode != 0, f"{' '.join(cmd)} succeeded:\n{done.stdout[-3000:]}"
+    else:
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
+
+
+def dvc_workspace(tmp_path_factory, name: str, copied=COPIED):
+    """A fresh git + DVC repository holding copies of the repo's ``copied`` paths (skips the test
+    without the Omniglot mirror, which the data stages read)."""
+    if not (OMNIGLOT_MIRROR / "images_background_small1.zip").is_file():
+        pytest.skip(f"Omniglot mirror archives not present in {OMNIGLOT_MIRROR}")
+    work = tmp_path_factory.mktemp(name)
+    for path in copied:
+        src = REPO / path
+        if src.is_dir():
+            shutil.copytree(src, work / path, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, work / path)
+    _run(["git", "init", "-q"], work)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], work)
+    _run(["dvc", "init", "-q"], work)
+    return work
 
 
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory):
-    if not (OMNIGLOT_MIRROR / "images_background_small1.zip").is_file():
-        pytest.skip(f"Omniglot mirror archives not present in {OMNIGLOT_MIRROR}")
-    work = tmp_path_factory.mktemp("pipeline")
-    for name in COPIED:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, work / name)
+    work = dvc_workspace(tmp_path_factory, "pipeline")
     (work / "params.yaml").write_text(yaml.safe_dump(_tiny_params()))
-    _run(["git", "init", "-q"], work)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], work)
-    _run(["dvc", "init", "-q"], work)
     _run(["dvc", "repro", "-q"], work)
     return work
 

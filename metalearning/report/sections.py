@@ -14,6 +14,7 @@ from metalearning.params import (
     load_params,
     meta_tested_experiments,
     omniglot_variant,
+    shared_experiments,
 )
 from metalearning.report.deviations import deviations_section
 from metalearning.report.seeds import seeds_section
@@ -84,7 +85,7 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
         "computes −distance and its 0-step return (−40.41) is ~100 × the mean distance from the origin to a goal "
         "(0.38), so MAML's curve is compared on the distance reward.",
     ]
-    shared = {name: entry["model"] for name, entry in (section.get("shared") or {}).items()}
+    shared = shared_experiments(params, "rl")
     for name, model in shared.items():
         notes.append(f"`{name}` is meta-tested on `{model}`'s trained models (params.yaml `rl.shared`): in this "
                      f"profile its files train the same model (checked against `{model}`'s operative config at test "
