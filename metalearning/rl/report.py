@@ -45,8 +45,15 @@ def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path,
     models = models or {}
     return {name: {**read_json(metrics_dir / name / "curves.json"),
                    "trajectories": read_json(metrics_dir / name / "trajectories.json"),
-                   "learning_curve": read_csv(models_dir / models.get(name, name) / "learning_curve.csv")}
+                   "learning_curve": read_csv(models_dir / models.get(name, name) / "learning_curve.csv"),
+                   "training": _train_metrics(models_dir / models.get(name, name))}
             for name in experiments}
+
+
+def _train_metrics(model_dir: Path) -> dict[str, Any]:
+    """The training run's ``train_metrics.json``; ``{}`` for a model folder without one."""
+    path = model_dir / "train_metrics.json"
+    return read_json(path) if path.exists() else {}
 
 
 def task_key(task: dict[str, Any]) -> str:
@@ -123,6 +130,24 @@ def metasgd_table4(results: dict[str, dict]) -> str:
             cells.append(f"{text or 'not run'} {paper}")
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join([head, *rows])
+
+
+def selection_table(results: dict[str, dict]) -> str:
+    """For every model trained through an inner step: the post-update return on which best-model
+    selection (maml.md A.2) chose it, on that meta-iteration's own training tasks, beside the same
+    model's return after one step on the meta-test's new tasks. ``""`` when there is none."""
+    head = ("| experiment | model | selected after meta-steps | its post-update return on that iteration's "
+            "training tasks (the maximum of the run) | after 1 step on the meta-test's new tasks | difference |\n"
+            "|---|---|---|---|---|---|")
+    rows = []
+    for name, r in _ordered(results):
+        setting, chosen = r["setting"], r["training"].get("best_post_update_return")
+        if not setting["inner_steps"] or chosen is None or len(r["return_mean"]) < 2:
+            continue
+        test = r["return_mean"][1]
+        rows.append(f"| `{name}` | {setting['method']} | {setting['best_iteration']} | {chosen:.2f} | "
+                    f"{_ret(test, r['return_ci95'][1])} | {test - chosen:+.2f} |")
+    return "\n".join([head, *rows]) if rows else ""
 
 
 def settings_table(results: dict[str, dict]) -> str:
@@ -256,6 +281,13 @@ def write_rl_report(results: dict[str, dict], out_dir: Path, *, notes: list[str]
             text += ["## Meta-SGD's Table 4 (2D navigation, distance reward, one PG step)", "",
                      metasgd_table4(results), ""]
         text += [f"## {_title(key)}", "", steps_table(results, key), ""]
+    selection = selection_table(results)
+    if selection:
+        text += ["## Best-model selection", "",
+                 "maml.md A.2 evaluates \"the model with the best average return during training\": the "
+                 "meta-parameters whose post-update return, averaged over one meta-iteration's own meta-batch, was "
+                 "the highest of the run. That maximum over noisy batch averages is optimistic; the difference to the "
+                 "same model's return on new tasks measures by how much.", "", selection, ""]
     text += ["## Settings", "", settings_table(results), "", *[f"- {note}" for note in notes], "",
              "![return vs steps](return_vs_steps.png)", ""]
     if has_paths:

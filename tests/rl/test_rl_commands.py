@@ -124,11 +124,12 @@ def test_cli_train_and_test_of_an_rl_model(tmp_path, capsys):
 
 
 def _fake_result(root: Path, name: str, *, method: str, task: dict, returns: list[float], iterations: int = 20,
-                 paper: str = "maml"):
+                 paper: str = "maml", selected: float | None = None):
     metrics, model = root / "metrics" / name, root / "models" / name
     setting = {"method": method, "algorithm": "MAML", "task": {"horizon": 100, "oracle": method == "oracle", **task},
                "meta_iterations": iterations, "best_iteration": max(iterations - 1, 0), "meta_batch_size": 20,
-               "trajectories": 20, "inner_steps": 1, "eval_inner_steps": len(returns) - 1, "seed": 0,
+               "trajectories": 20, "inner_steps": int(method in ("MAML", "MetaSGD")),
+               "eval_inner_steps": len(returns) - 1, "seed": 0,
                "hvp": "composed"}
     protocol = {"tasks": 600, "trajectories": 40 if paper == "maml" else 20, "alpha": 0.1, "later_steps_lr_scale": 0.5,
                 "eval_seed": 7, "steps": len(returns) - 1, "paper": paper}
@@ -138,6 +139,8 @@ def _fake_result(root: Path, name: str, *, method: str, task: dict, returns: lis
     write_json(metrics / "trajectories.json", {"tasks": [{"goal": [0.1, 0.2], "start": [0.0, 0.0],
                                                           "returns": returns, "paths": [path] * len(returns)}]})
     model.mkdir(parents=True)
+    if selected is not None:
+        write_json(model / "train_metrics.json", {"best_post_update_return": selected})
     with open(model / "learning_curve.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
         writer.writeheader()
@@ -150,8 +153,9 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     MAML's curve (maml.md Table 4) beside the MAML-protocol group, Meta-SGD's Table 4 from the
     Meta-SGD-protocol group only, although both use the same fixed-start distance task."""
     fixed = {"family": "nav2d", "reward": "distance", "start": "fixed"}
-    _fake_result(tmp_path, "maml_curve", method="MAML", task=fixed, returns=[-35.0, -12.5, -6.0, -5.25])
-    _fake_result(tmp_path, "oracle", method="oracle", task=fixed, returns=[-4.5])
+    _fake_result(tmp_path, "maml_curve", method="MAML", task=fixed, returns=[-35.0, -12.5, -6.0, -5.25],
+                 selected=-8.25)
+    _fake_result(tmp_path, "oracle", method="oracle", task=fixed, returns=[-4.5], selected=-0.5)
     _fake_result(tmp_path, "random", method="random init", task=fixed, returns=[-90.0, -80.0, -75.0, -70.0],
                  iterations=0)
     _fake_result(tmp_path, "metasgd_fixed", method="MetaSGD", task=fixed, returns=[-30.0, -9.75, -9.0, -8.5],
@@ -173,6 +177,11 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     assert "exact (Jᵀ∇²KL J)" in text and "— (not trained)" in text
     assert "| 0.1 | 7 |" in text  # the first step's α beside the eval seed
     assert "a note" in text
+    # best-model selection: the chosen iteration's training return beside the test return, for the
+    # models trained through an inner step only (not the oracle, nor a model without train metrics)
+    selection = next(part for part in sections if part.startswith("Best-model selection"))
+    assert "| `maml_curve` | MAML | 19 | -8.25 | -12.50 ± 0.50 | -4.25 |" in selection
+    assert "`oracle`" not in selection and "`metasgd_fixed`" not in selection
     for png in ("return_vs_steps.png", "trajectories.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
 
