@@ -62,13 +62,26 @@ def _fewshot(task: str) -> Callable[[dict, Path, Path, Path, Path], None]:
     return write
 
 
+# The 2D-navigation environment as the RL report describes it (only with navigation results).
+_NAV2D_NOTE = (
+    "2D navigation as MAML's code runs it (cbfinn/maml_rl): the policy acts in [−1, 1], rllab's `normalize` "
+    "wrapper maps that onto velocities in [−0.1, 0.1] (clipped), an episode ends within 0.01 of the goal in "
+    "both coordinates, and the reward is −distance. maml.md §5.3's text says −squared distance, but its code "
+    "computes −distance and its 0-step return (−40.41) is ~100 × the mean distance from the origin to a goal "
+    "(0.38), so MAML's curve is compared on the distance reward.")
+
+
 def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path) -> None:
     from metalearning.rl.report import load_rl_results, write_rl_report
 
     section, profile = params["rl"], params["profile"]
     missing = sorted(set(section["locomotion"]) - set(section["experiments"]))
+    shared = shared_experiments(params, "rl")
+    results = load_rl_results(meta_tested_experiments(params, "rl"), metrics, models, shared)
+    navigation = any(r["setting"]["task"]["family"] == "nav2d" for r in results.values())
     notes = [
-        f"Profile `{profile}`: " + ("the experiment files' (papers') budgets." if profile != "cpu" else
+        f"Profile `{profile}`: " + ("the experiment files' (papers') budgets, except the bindings the generated "
+                                    "deviations section lists." if profile != "cpu" else
                                     "the papers' sizes (policy, meta-batch, trajectories, meta-test protocol) with "
                                     "fewer meta-iterations, params.yaml `rl.experiments.<name>.cpu` (the papers: up "
                                     "to 500 for MAML, 100 for Meta-SGD's comparison)."),
@@ -78,14 +91,11 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
         "on tasks of another seed (params.yaml comment above `rl.navigation`; the paper tuned it by hand); "
         "Meta-SGD's α starts at 0.1 everywhere (its paper gives no RL initialisation).",
         f"Every model's new tasks and episodes are drawn with the same seed (params.yaml `rl.meta_test_seed` = "
-        f"{section['meta_test_seed']}): all models of a task family meet the same 600 tasks.",
-        "2D navigation as MAML's code runs it (cbfinn/maml_rl): the policy acts in [−1, 1], rllab's `normalize` "
-        "wrapper maps that onto velocities in [−0.1, 0.1] (clipped), an episode ends within 0.01 of the goal in "
-        "both coordinates, and the reward is −distance. maml.md §5.3's text says −squared distance, but its code "
-        "computes −distance and its 0-step return (−40.41) is ~100 × the mean distance from the origin to a goal "
-        "(0.38), so MAML's curve is compared on the distance reward.",
+        f"{section['meta_test_seed']}): all models of a task family meet the same new tasks (their number: "
+        "column \"meta-test tasks\" of the settings table).",
     ]
-    shared = shared_experiments(params, "rl")
+    if navigation:
+        notes.append(_NAV2D_NOTE)
     for name, model in shared.items():
         notes.append(f"`{name}` is meta-tested on `{model}`'s trained models (params.yaml `rl.shared`): in this "
                      f"profile its files train the same model (checked against `{model}`'s operative config at test "
@@ -93,7 +103,7 @@ def _rl(params: dict, params_path: Path, metrics: Path, models: Path, out: Path)
     if missing:
         notes.append(f"Not run in this profile: {', '.join(f'`{m}`' for m in missing)} (MuJoCo locomotion, "
                      "paper profile).")
-    write_rl_report(load_rl_results(meta_tested_experiments(params, "rl"), metrics, models, shared), out, notes=notes)
+    write_rl_report(results, out, notes=notes)
 
 
 def write_section_report(task: str, *, params_path: Path = Path("params.yaml"), metrics: Path | None = None,

@@ -26,6 +26,12 @@ NAV2D_TITLES = {
     "nav2d-distance-fixed/metasgd": "2D navigation, distance, fixed start (Meta-SGD's)",
     "nav2d-distance-random/metasgd": "2D navigation, distance, varying start (Meta-SGD's)",
 }
+LOCOMOTION_TITLES = {
+    "HalfCheetahVel/maml": "Half-cheetah goal velocity, MAML's Fig. 5 (reward −|v − v*| − 0.05‖a‖², v* ~ U[0, 2])",
+    "HalfCheetahDir/maml": "Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1)",
+    "AntVel/maml": "Ant goal velocity, MAML's Fig. 5 (reward −|v − v*| + MAML's bonus and terms, v* ~ U[0, 3])",
+    "AntDir/maml": "Ant forward/backward, MAML's Fig. 5 (reward d·v + MAML's terms, d = ±1)",
+}
 # Published curves drawn beside ours: group -> (label, {steps: return}).
 PAPER_CURVES = {
     "nav2d-distance-fixed/maml": ("MAML (paper, maml.md Table 4)", MAML_NAV2D_RETURNS),
@@ -71,7 +77,7 @@ def group_key(result: dict[str, Any]) -> str:
 
 
 def _title(key: str) -> str:
-    return NAV2D_TITLES.get(key, key)
+    return NAV2D_TITLES.get(key) or LOCOMOTION_TITLES.get(key, key)
 
 
 def _panel_title(key: str) -> str:

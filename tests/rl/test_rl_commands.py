@@ -136,8 +136,8 @@ def _fake_result(root: Path, name: str, *, method: str, task: dict, returns: lis
     write_json(metrics / "curves.json", {"setting": setting, "meta_test": protocol, "return_mean": returns,
                                          "return_ci95": [0.5] * len(returns)})
     path = [[0.0, 0.0], [0.05, 0.1], [0.1, 0.2]]
-    write_json(metrics / "trajectories.json", {"tasks": [{"goal": [0.1, 0.2], "start": [0.0, 0.0],
-                                                          "returns": returns, "paths": [path] * len(returns)}]})
+    plotted = [{"goal": [0.1, 0.2], "start": [0.0, 0.0], "returns": returns, "paths": [path] * len(returns)}]
+    write_json(metrics / "trajectories.json", {"tasks": plotted if task["family"] == "nav2d" else []})
     model.mkdir(parents=True)
     if selected is not None:
         write_json(model / "train_metrics.json", {"best_post_update_return": selected})
@@ -184,6 +184,30 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     assert "`oracle`" not in selection and "`metasgd_fixed`" not in selection
     for png in ("return_vs_steps.png", "trajectories.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_locomotion_report_names_its_tasks_and_only_its_own_environment(tmp_path):
+    """The paper profile's MuJoCo results: titled by their task and reward, MAML's Table 5 beside the
+    cheetah direction curve, the bindings that shorten a run named, and no 2D-navigation notes."""
+    import yaml
+
+    from metalearning.report.sections import write_section_report
+
+    _fake_result(tmp_path, "maml_cheetah_dir", method="MAML", task={"family": "HalfCheetahDir"},
+                 returns=[-57.0, -28.0, -18.0, -4.0], iterations=40, selected=7.75)
+    values = yaml.safe_load((REPO / "paper" / "params.yaml").read_text())
+    values["rl"]["experiments"] = {"maml_cheetah_dir": {"seeds": 1, "paper": ["MetaTrainer.meta_iterations = 40"]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    out = write_section_report("rl", params_path=tmp_path / "params.yaml", metrics=tmp_path / "metrics",
+                               models=tmp_path / "models", out=tmp_path / "report")
+    text = (out / "README.md").read_text()
+    assert "## Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1)" in text
+    assert "| | MAML (paper, maml.md Table 5) | 500 (best) | -50.69 | 293.19 | 313.48 | 315.65 |" in text
+    assert "| `maml_cheetah_dir` | MAML | 39 | 7.75 | -28.00 ± 0.50 | -35.75 |" in text
+    assert "except the bindings the generated deviations section lists" in text
+    assert "| `maml_cheetah_dir` | `MetaTrainer.meta_iterations` | `500` | `40` |" in text
+    assert "2D navigation" not in text and "meet the same new tasks (their number" in text
+    assert not (out / "trajectories.png").exists()
 
 
 # --- a short real run -------------------------------------------------------------------------
