@@ -26,7 +26,8 @@ NAV2D_TITLES = {
     "nav2d-distance-fixed/metasgd": "2D navigation, distance, fixed start (Meta-SGD's)",
     "nav2d-distance-random/metasgd": "2D navigation, distance, varying start (Meta-SGD's)",
 }
-LOCOMOTION_TITLES = {
+GROUP_TITLES = {
+    **NAV2D_TITLES,
     "HalfCheetahVel/maml": "Half-cheetah goal velocity, MAML's Fig. 5 (reward −|v − v*| − 0.05‖a‖², v* ~ U[0, 2])",
     "HalfCheetahDir/maml": "Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1)",
     "AntVel/maml": "Ant goal velocity, MAML's Fig. 5 (reward −|v − v*| + MAML's bonus and terms, v* ~ U[0, 3])",
@@ -51,15 +52,15 @@ def load_rl_results(experiments: list[str], metrics_dir: Path, models_dir: Path,
     models = models or {}
     return {name: {**read_json(metrics_dir / name / "curves.json"),
                    "trajectories": read_json(metrics_dir / name / "trajectories.json"),
-                   "learning_curve": read_csv(models_dir / models.get(name, name) / "learning_curve.csv"),
-                   "training": _train_metrics(models_dir / models.get(name, name))}
+                   **_training_record(models_dir / models.get(name, name))}
             for name in experiments}
 
 
-def _train_metrics(model_dir: Path) -> dict[str, Any]:
-    """The training run's ``train_metrics.json``; ``{}`` for a model folder without one."""
-    path = model_dir / "train_metrics.json"
-    return read_json(path) if path.exists() else {}
+def _training_record(model_dir: Path) -> dict[str, Any]:
+    """A model folder's learning curve and its ``train_metrics.json`` (``{}`` for a folder without one)."""
+    metrics = model_dir / "train_metrics.json"
+    return {"learning_curve": read_csv(model_dir / "learning_curve.csv"),
+            "training": read_json(metrics) if metrics.exists() else {}}
 
 
 def task_key(task: dict[str, Any]) -> str:
@@ -77,7 +78,7 @@ def group_key(result: dict[str, Any]) -> str:
 
 
 def _title(key: str) -> str:
-    return NAV2D_TITLES.get(key) or LOCOMOTION_TITLES.get(key, key)
+    return GROUP_TITLES.get(key, key)
 
 
 def _panel_title(key: str) -> str:
