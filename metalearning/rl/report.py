@@ -12,8 +12,10 @@ from metalearning.metrics_io import read_csv, read_json
 from metalearning.report.figures import plt, save_figure
 from metalearning.rl.paper_values import (
     MAML_CHEETAH_DIR_RETURNS,
+    MAML_NAV2D_PROTOCOL,
     MAML_NAV2D_RETURNS,
     METASGD_TABLE4,
+    METASGD_TABLE4_PROTOCOL,
 )
 
 METHOD_ORDER = ("MAML", "FOMAML", "MetaSGD", "ANIL", "pretrained", "random init", "oracle")
@@ -137,6 +139,24 @@ def metasgd_table4(results: dict[str, dict]) -> str:
             cells.append(f"{text or 'not run'} {paper}")
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join([head, *rows])
+
+
+def papers_maml_note(results: dict[str, dict]) -> str:
+    """The two papers' numbers for one cell, MAML after one step on the fixed-start task, and ours
+    under each paper's protocol. Meta-SGD's MAML is well above MAML's own, with fewer trajectories
+    per step (a noisier step) and a fifth of the meta-iterations."""
+    (theirs, ci), own = METASGD_TABLE4[("MAML", "fixed")], MAML_NAV2D_RETURNS[1]
+    maml, metasgd = MAML_NAV2D_PROTOCOL, METASGD_TABLE4_PROTOCOL
+    ours = [f"{_ret(r['return_mean'][1], r['return_ci95'][1])} on {r['meta_test']['trajectories']} trajectories "
+            f"(`{name}`)" for name, r in _ordered(results)
+            if r["setting"]["method"] == "MAML" and len(r["return_mean"]) > 1
+            and group_key(r) in ("nav2d-distance-fixed/maml", "nav2d-distance-fixed/metasgd")]
+    return (f"The two papers disagree on this MAML cell. maml.md Table 4 gives MAML {own:.2f} after one step on "
+            f"{maml['trajectories']} trajectories, trained up to {maml['meta_iterations']} meta-iterations; "
+            f"meta-sgd.md gives {theirs:.2f} ± {ci:.2f} after one step on {metasgd['trajectories']} trajectories, "
+            f"trained {metasgd['meta_iterations']}: {theirs - own:.2f} higher and outside its own interval, although "
+            f"its step uses fewer trajectories (a noisier step) and a smaller budget."
+            + (f" Ours after one step, under each paper's protocol: {'; '.join(ours)}." if ours else ""))
 
 
 def selection_table(results: dict[str, dict]) -> str:
@@ -286,7 +306,7 @@ def write_rl_report(results: dict[str, dict], out_dir: Path, *, notes: list[str]
     for key in keys:
         if key == next((k for k in keys if k.endswith("/metasgd")), None):
             text += ["## Meta-SGD's Table 4 (2D navigation, distance reward, one PG step)", "",
-                     metasgd_table4(results), ""]
+                     metasgd_table4(results), "", papers_maml_note(results), ""]
         text += [f"## {_title(key)}", "", steps_table(results, key), ""]
     selection = selection_table(results)
     if selection:

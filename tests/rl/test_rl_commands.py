@@ -172,6 +172,11 @@ def test_report_puts_the_papers_numbers_beside_ours(tmp_path):
     assert "-9.75 ± 0.50 (paper -8.64 ± 0.68)" in table4 and "not run (paper -10.15 ± 0.62)" in table4
     assert "| MAML | not run (paper -9.12 ± 0.66)" in text  # maml_curve follows MAML's protocol, not Table 4's
     sections = text.split("\n## ")
+    # under Table 4: the two papers' MAML numbers for the fixed-start cell, and ours (MAML models only)
+    disagreement = next(part for part in sections if part.startswith("Meta-SGD's Table 4")).split("\n\n")[2].strip()
+    assert "maml.md Table 4 gives MAML -11.68 after one step on 40 trajectories" in disagreement
+    assert "-9.12 ± 0.66 after one step on 20 trajectories, trained 100: 2.56 higher" in disagreement
+    assert disagreement.endswith("under each paper's protocol: -12.50 ± 0.50 on 40 trajectories (`maml_curve`).")
     maml_section = next(part for part in sections if part.startswith("2D navigation, MAML's Fig. 4"))
     assert "`maml_curve`" in maml_section and "`metasgd_fixed`" not in maml_section
     assert "exact (Jᵀ∇²KL J)" in text and "— (not trained)" in text
