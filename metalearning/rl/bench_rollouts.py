@@ -3,11 +3,12 @@
 (a) the batched torch 2D navigation sampler, 20 tasks × 20 trajectories × 100 steps (the
 meta-batch of maml.md A.2 / meta-sgd.md §4.3), with a 2-100-100-2 ReLU MLP Gaussian policy;
 (b) the same rollout with 400 single ``gymnasium.make`` navigation envs stepped in a Python
-loop (the policy still called once per step on all of them); (c) ``HalfCheetah-v5`` (through
-``metalearning/HalfCheetahVel-v0``) in a ``SyncVectorEnv`` of 10 envs × 200 steps; (d) the same
-40 cheetah envs × 200 steps split across 1, 2, … processes — each a ``SyncVectorEnv`` of its share
-with the policy, as the meta-RL trainer's torch.distributed ranks roll out their tasks — against
-gymnasium's ``AsyncVectorEnv`` (one worker process per env, stepped from one policy process).
+loop (the policy still called once per step on all of them); (c) ``HalfCheetah-v5`` as MAML's
+code runs it (``metalearning/HalfCheetahVel-v0``: 0.01 s per step) in a ``SyncVectorEnv`` of
+10 envs × 200 steps; (d) the same 40 cheetah envs × 200 steps split across 1, 2, … processes —
+each a ``SyncVectorEnv`` of its share with the policy, as the meta-RL trainer's torch.distributed
+ranks roll out their tasks — against gymnasium's ``AsyncVectorEnv`` (one worker process per
+env, stepped from one policy process).
 Env-steps counts the steps actually taken (mask = 1).
 """
 
@@ -25,6 +26,8 @@ from metalearning.rl.envs import BatchNavigation2D
 from metalearning.rl.policy import GaussianMLPPolicy, make_task_act
 from metalearning.rl.rollouts import ActFn, sample_navigation, sample_vector_env
 
+CHEETAH = "metalearning/HalfCheetahVel-v0"  # the robot every cheetah measurement steps
+
 
 def policy_act(obs_dim: int, act_dim: int, seed: int = 0) -> ActFn:
     """The 100-100 ReLU Gaussian policy of maml.md §5.3 (:class:`GaussianMLPPolicy`) acting on
@@ -32,6 +35,15 @@ def policy_act(obs_dim: int, act_dim: int, seed: int = 0) -> ActFn:
     policy = GaussianMLPPolicy(obs_dim, act_dim, generator=torch.Generator().manual_seed(seed))
     params = {k: p.detach().unsqueeze(0) for k, p in policy.named_parameters()}
     return make_task_act(policy, params, 1)
+
+
+def cheetah_act(seed: int = 0) -> ActFn:
+    """:func:`policy_act` sized for the cheetah tasks' observation and action spaces."""
+    env = gymnasium.make(CHEETAH)
+    try:
+        return policy_act(env.observation_space.shape[0], env.action_space.shape[0], seed)
+    finally:
+        env.close()
 
 
 def _timed(run: Callable[[], float]) -> tuple[float, float]:
@@ -75,8 +87,8 @@ def cheetah_vector_env(num_envs: int = 10, horizon: int = 200) -> tuple[float, f
     """(env-steps, seconds) of one :func:`sample_vector_env` rollout of HalfCheetah-v5."""
     from metalearning.rl.envs.vector import make_task_vector_env
 
-    envs = make_task_vector_env("metalearning/HalfCheetahVel-v0", torch.tensor([1.0]), num_envs)
-    act = policy_act(17, 6)
+    envs = make_task_vector_env(CHEETAH, torch.tensor([1.0]), num_envs)
+    act = cheetah_act()
     generator = torch.Generator().manual_seed(0)
     return _timed(lambda: sample_vector_env(envs, act, num_envs, horizon, generator, seed=0).mask.sum().item())
 
@@ -94,8 +106,8 @@ def _rank_rollout(rank: int, processes: int, envs: int, horizon: int, port: int,
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=processes)
     share = envs // processes + (rank < envs % processes)
-    vector = make_task_vector_env("metalearning/HalfCheetahVel-v0", torch.tensor([1.0]), share)
-    act = policy_act(17, 6)
+    vector = make_task_vector_env(CHEETAH, torch.tensor([1.0]), share)
+    act = cheetah_act()
     generator = torch.Generator().manual_seed(rank)
     sample_vector_env(vector, act, share, 5, generator, seed=rank)  # warm-up
     dist.barrier()
@@ -132,8 +144,8 @@ def cheetah_async(envs: int = 40, horizon: int = 200) -> tuple[float, float]:
     """(env-steps, seconds) of ``envs`` cheetah envs in gymnasium's ``AsyncVectorEnv`` (a process each)."""
     from gymnasium.vector import AsyncVectorEnv
 
-    vector = AsyncVectorEnv([lambda: gymnasium.make("metalearning/HalfCheetahVel-v0") for _ in range(envs)])
-    act, generator = policy_act(17, 6), torch.Generator().manual_seed(0)
+    vector = AsyncVectorEnv([lambda: gymnasium.make(CHEETAH) for _ in range(envs)])
+    act, generator = cheetah_act(), torch.Generator().manual_seed(0)
     sample_vector_env(vector, act, envs, 5, generator, seed=0)  # warm-up
     try:
         return _timed(lambda: sample_vector_env(vector, act, envs, horizon, generator, seed=0).mask.sum().item())

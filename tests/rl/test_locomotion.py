@@ -1,5 +1,6 @@
-"""MuJoCo locomotion tasks: gymnasium's checker, MAML's rewards recomputed from the simulator
-state, termination, and the vector-env sampler (skipped when ``mujoco`` is not installed)."""
+"""MuJoCo locomotion tasks: gymnasium's checker, the cheetah stepped as MAML's rllab code steps it
+(recomputed with MuJoCo on fixed actions), MAML's rewards, termination, and the vector-env sampler
+(skipped when ``mujoco`` is not installed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-pytest.importorskip("mujoco")
+mujoco = pytest.importorskip("mujoco")
 
 from metalearning.rl.envs import LOCOMOTION_IDS  # noqa: E402
 from metalearning.rl.envs.vector import make_task_vector_env  # noqa: E402
@@ -25,41 +26,84 @@ def test_registered_env_passes_gymnasium_checker(env_id):
     check_env(env.unwrapped, skip_render_check=True)
 
 
-def _x(robot) -> float:
-    """The x position gymnasium differentiates: rootx for the cheetah, the torso body for the ant."""
-    return float(robot.data.qpos[0]) if robot.data.qpos.size == 9 else float(robot.data.body(1).xpos[0])
+def rllab_comvel(model, data, body: int) -> float:
+    """rllab's ``MjModel.body_comvels[body][0]`` (``rllab/mujoco_py/mjcore.py``), recomputed its way:
+    every body's velocity at its centre of mass (``mj_objectVelocity``, world frame) times its
+    mass, summed up the kinematic tree, over the subtree's mass."""
+    velocities = np.zeros((model.nbody, 6))
+    for i in range(model.nbody):
+        mujoco.mj_objectVelocity(model, data, mujoco.mjtObj.mjOBJ_BODY, i, velocities[i], 0)
+    mass = model.body_mass.copy()
+    momenta = velocities[:, 3:] * mass[:, None]
+    for i in range(model.nbody - 1, 0, -1):
+        momenta[model.body_parentid[i]] += momenta[i]
+        mass[model.body_parentid[i]] += mass[i]
+    return float(momenta[body, 0] / mass[body])
 
 
-def _steps(env_id: str, goal: float, actions: np.ndarray):
-    """Yield (reward, x velocity, clipped action, robot) for each action, from a seeded episode."""
-    env = gymnasium.make(env_id)
-    env.reset(seed=0, options={"goal": goal})
-    robot = env.unwrapped.robot
-    for action in actions:
-        before = _x(robot)
-        _, reward, terminated, _, _ = env.step(action)
-        assert not terminated
-        yield reward, (_x(robot) - before) / robot.dt, np.clip(action, -1, 1), robot
-
-
-def _actions(dim: int) -> np.ndarray:
-    return np.random.default_rng(0).uniform(-1.5, 1.5, (4, dim)).astype(np.float32)  # some beyond ±1
+def _actions(dim: int, steps: int = 4) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1.5, 1.5, (steps, dim)).astype(np.float32)  # some beyond ±1
 
 
 @pytest.mark.parametrize(("env_id", "goal"), [("metalearning/HalfCheetahVel-v0", 1.3),
                                               ("metalearning/HalfCheetahDir-v0", -1.0)])
-def test_cheetah_reward_is_task_term_minus_maml_control_cost(env_id, goal):
-    for reward, velocity, action, _ in _steps(env_id, goal, _actions(6)):
+def test_cheetah_steps_as_maml_rllab_code_on_a_fixed_action_sequence(env_id, goal):
+    """rllab's HalfCheetahEnvRand(Direc).step on the same model and start state, written out with
+    MuJoCo: one simulator step of 0.01 s per action, mj_forward, reward task(v) − 0.05‖clip(a)‖²
+    with v the torso subtree's centre-of-mass velocity, observation [qpos[1:], qvel, subtree com]."""
+    env = gymnasium.make(env_id)
+    observation, _ = env.reset(seed=0, options={"goal": goal})
+    robot = env.unwrapped.robot
+    model = mujoco.MjModel.from_xml_path(robot.fullpath)
+    data = mujoco.MjData(model)
+    data.qpos[:], data.qvel[:] = robot.data.qpos, robot.data.qvel
+    mujoco.mj_forward(model, data)
+    torso, start_x = model.body("torso").id, float(data.qpos[0])
+
+    def rllab_observation():
+        return np.concatenate([data.qpos[1:], data.qvel, data.subtree_com[torso]])
+
+    assert model.opt.timestep == 0.01 and env.unwrapped.robot.dt == 0.01 and observation.shape == (20,)
+    np.testing.assert_allclose(observation, rllab_observation(), rtol=0, atol=1e-12)
+    for action in _actions(6, steps=30):
+        clipped = np.clip(action, -1, 1).astype(np.float64)
+        data.ctrl[:] = clipped
+        mujoco.mj_step(model, data)
+        mujoco.mj_forward(model, data)
+        velocity = rllab_comvel(model, data, torso)
         task = -abs(velocity - goal) if "Vel" in env_id else goal * velocity
-        assert reward == pytest.approx(task - 0.05 * np.sum(action.astype(np.float64) ** 2), rel=1e-6)
+        observation, reward, terminated, truncated, info = env.step(action)
+        assert not (terminated or truncated)
+        np.testing.assert_allclose(observation, rllab_observation(), rtol=1e-6, atol=1e-8)
+        assert info["com_velocity"] == pytest.approx(velocity, rel=1e-6, abs=1e-9)
+        assert reward == pytest.approx(task - 0.05 * np.sum(clipped**2), rel=1e-6, abs=1e-9)
+    assert abs(data.qpos[0] - start_x) > 1e-3  # it moved: the comparison is not vacuous
+
+
+def test_cheetah_start_state_has_rllab_reset_noise():
+    """rllab's reset_mujoco: qpos0 + 0.01·N(0, 1), qvel 0.1·N(0, 1), per coordinate."""
+    env = gymnasium.make("metalearning/HalfCheetahDir-v0").unwrapped
+    starts = np.stack([env.reset(seed=seed, options={"goal": 1.0})[0] for seed in range(300)])
+    qpos, qvel, com = starts[:, :8], starts[:, 8:17], starts[:, 17:]
+    assert qpos.std() == pytest.approx(0.01, rel=0.1) and abs(qpos.mean()) < 2e-3
+    assert qvel.std() == pytest.approx(0.1, rel=0.1) and abs(qvel.mean()) < 2e-2
+    assert np.all(com[:, 2] > 0.5)  # the centre of mass, above the floor
+    np.testing.assert_array_equal(env.reset(seed=3)[0], env.reset(seed=3)[0])
 
 
 @pytest.mark.parametrize(("env_id", "goal"), [("metalearning/AntVel-v0", 2.2), ("metalearning/AntDir-v0", 1.0)])
 def test_ant_reward_adds_contact_cost_survival_and_velocity_bonus(env_id, goal):
-    for reward, velocity, action, robot in _steps(env_id, goal, _actions(8)):
+    env = gymnasium.make(env_id)
+    env.reset(seed=0, options={"goal": goal})
+    robot = env.unwrapped.robot
+    assert robot.dt == pytest.approx(0.02)  # rllab's ant.xml time step, one simulator step per action
+    for action in _actions(8):
+        _, reward, terminated, _, _ = env.step(action)
+        assert not terminated
+        velocity = rllab_comvel(robot.model, robot.data, robot.model.body("torso").id)
         task = -abs(velocity - goal) + 1.0 if "Vel" in env_id else goal * velocity
         contact = 5e-4 * np.sum(np.clip(robot.data.cfrc_ext, -1, 1) ** 2)
-        want = task - 0.005 * np.sum(action.astype(np.float64) ** 2) - contact + 0.05
+        want = task - 0.005 * np.sum(np.clip(action, -1, 1).astype(np.float64) ** 2) - contact + 0.05
         assert reward == pytest.approx(want, rel=1e-6)
 
 
@@ -90,7 +134,7 @@ def test_vector_env_sampler_matches_single_env_with_the_same_seeds():
         return torch.randn(observations.shape[0], 6, generator=generator)
 
     episodes = sample_vector_env(envs, act, trajectories, horizon, torch.Generator().manual_seed(1), seed=10)
-    assert [f.shape for f in episodes] == [(2, 6, 2, 17), (2, 6, 2, 6), (2, 6, 2), (2, 6, 2)]
+    assert [f.shape for f in episodes] == [(2, 6, 2, 20), (2, 6, 2, 6), (2, 6, 2), (2, 6, 2)]
     assert torch.all(episodes.mask == 1)
     assert episodes.actions.abs().max() > 1  # stored unclipped
 

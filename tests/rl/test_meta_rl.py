@@ -342,9 +342,9 @@ def test_oracle_sees_the_goal_and_evaluates_through_the_same_path():
 def test_one_meta_iteration_on_a_locomotion_task_with_a_short_horizon():
     pytest.importorskip("mujoco")
     family = LocomotionFamily("metalearning/HalfCheetahVel-v0", horizon=5)
-    assert (family.obs_dim, family.act_dim) == (17, 6)
-    assert LocomotionFamily("metalearning/HalfCheetahVel-v0", oracle=True).obs_dim == 18
-    policy = GaussianMLPPolicy(17, 6, hidden=(8,), generator=torch.Generator().manual_seed(0))
+    assert (family.obs_dim, family.act_dim) == (20, 6)
+    assert LocomotionFamily("metalearning/HalfCheetahVel-v0", oracle=True).obs_dim == 21
+    policy = GaussianMLPPolicy(20, 6, hidden=(8,), generator=torch.Generator().manual_seed(0))
     trainer = MetaTrainer(
         algorithm=MAML(inner_lr=0.1, inner_steps=1, eval_inner_steps=1, first_order=False), learner=policy,
         tasks=MetaRL(tasks=family, support_trajectories=3, query_trajectories=3, gamma=0.99, gae_lambda=1.0),
@@ -354,7 +354,7 @@ def test_one_meta_iteration_on_a_locomotion_task_with_a_short_horizon():
     state = init_state(trainer, 0)
     before = {k: p.detach().clone() for k, p in state.meta_params["theta"].items()}
     batch = trainer.tasks.meta_batch(trainer, state.meta_params, 2, state.generator)
-    assert batch.tasks.query.observations.shape == (2, 5, 3, 17) and set(batch.scalars) == {
+    assert batch.tasks.query.observations.shape == (2, 5, 3, 20) and set(batch.scalars) == {
         "meta_train.pre_update_return", "meta_train.post_update_return"}
     scalars = state.outer.step(batch, 0)
     assert scalars["trpo.kl"] <= 0.01 and set(state.meta_params["theta"]) == set(before)
