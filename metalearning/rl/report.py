@@ -32,10 +32,14 @@ NAV2D_TITLES = {
 }
 GROUP_TITLES = {
     **NAV2D_TITLES,
-    "HalfCheetahVel/maml": "Half-cheetah goal velocity, MAML's Fig. 5 (reward −|v − v*| − 0.05‖a‖², v* ~ U[0, 2])",
-    "HalfCheetahDir/maml": "Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1)",
-    "AntVel/maml": "Ant goal velocity, MAML's Fig. 5 (reward −|v − v*| + MAML's bonus and terms, v* ~ U[0, 3])",
-    "AntDir/maml": "Ant forward/backward, MAML's Fig. 5 (reward d·v + MAML's terms, d = ±1)",
+    "HalfCheetahVel/maml": "Half-cheetah goal velocity, MAML's Fig. 5 (reward −|v − v*| − 0.05‖a‖², v* ~ U[0, 2]; "
+                           "v: centre-of-mass velocity, 0.01 s steps, as MAML's code)",
+    "HalfCheetahDir/maml": "Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1; "
+                           "v: centre-of-mass velocity, 0.01 s steps, as MAML's code)",
+    "AntVel/maml": "Ant goal velocity, MAML's Fig. 5 (reward −|v − v*| + MAML's bonus and terms, v* ~ U[0, 3]; "
+                   "v: centre-of-mass velocity, 0.02 s steps)",
+    "AntDir/maml": "Ant forward/backward, MAML's Fig. 5 (reward d·v + MAML's terms, d = ±1; v: centre-of-mass "
+                   "velocity, 0.02 s steps)",
 }
 # Published curves drawn beside ours: group -> (label, {steps: return}).
 PAPER_CURVES = {

@@ -206,7 +206,8 @@ def test_a_locomotion_report_names_its_tasks_and_only_its_own_environment(tmp_pa
     out = write_section_report("rl", params_path=tmp_path / "params.yaml", metrics=tmp_path / "metrics",
                                models=tmp_path / "models", out=tmp_path / "report")
     text = (out / "README.md").read_text()
-    assert "## Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1)" in text
+    assert ("## Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1; "
+            "v: centre-of-mass velocity, 0.01 s steps, as MAML's code)") in text
     assert "| | MAML (paper, maml.md Table 5) | 500 (best) | -50.69 | 293.19 | 313.48 | 315.65 |" in text
     assert "| `maml_cheetah_dir` | MAML | 39 | 7.75 | -28.00 ± 0.50 | -35.75 |" in text
     assert "except the bindings the generated deviations section lists" in text
