@@ -54,7 +54,7 @@ def test_cheetah_steps_as_maml_rllab_code_on_a_fixed_action_sequence(env_id, goa
     env = gymnasium.make(env_id)
     observation, _ = env.reset(seed=0, options={"goal": goal})
     robot = env.unwrapped.robot
-    model = mujoco.MjModel.from_xml_path(robot.fullpath)
+    model = robot.model  # the model (rllab's cheetah); the reference steps its own data
     data = mujoco.MjData(model)
     data.qpos[:], data.qvel[:] = robot.data.qpos, robot.data.qvel
     mujoco.mj_forward(model, data)
