@@ -25,6 +25,7 @@ import torch
 from metalearning.rl.envs import BatchNavigation2D
 from metalearning.rl.policy import GaussianMLPPolicy, make_task_act
 from metalearning.rl.rollouts import ActFn, sample_navigation, sample_vector_env
+from metalearning.rl.task_families import LocomotionFamily
 
 CHEETAH = "metalearning/HalfCheetahVel-v0"  # the robot every cheetah measurement steps
 
@@ -39,11 +40,8 @@ def policy_act(obs_dim: int, act_dim: int, seed: int = 0) -> ActFn:
 
 def cheetah_act(seed: int = 0) -> ActFn:
     """:func:`policy_act` sized for the cheetah tasks' observation and action spaces."""
-    env = gymnasium.make(CHEETAH)
-    try:
-        return policy_act(env.observation_space.shape[0], env.action_space.shape[0], seed)
-    finally:
-        env.close()
+    family = LocomotionFamily(CHEETAH)
+    return policy_act(family.obs_dim, family.act_dim, seed)
 
 
 def _timed(run: Callable[[], float]) -> tuple[float, float]:
