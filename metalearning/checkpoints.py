@@ -36,4 +36,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt files
-        raise ValueError(f"checkpoint {path} is unreadable or corrupt: {err}") from err
+        raise ValueError(f"checkpoint {path} is unreadable or corrupt ({_load_error_cause(err)})") from err
+
+
+def _load_error_cause(err: Exception) -> str:
+    """One line for ``torch.load``'s error: the unpickler's own words where torch wraps them in its
+    multi-line advice about ``weights_only`` (which does not apply to a corrupt file)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        words = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].strip()
+        return f"{type(err).__name__}: {words}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__

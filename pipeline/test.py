@@ -39,17 +39,28 @@ try:  # rl.shared: this experiment's protocol on the models of another, which tr
 except (OSError, ValueError) as err:
     print(f"{Path(__file__).name}: error: {err}", file=sys.stderr)
     raise SystemExit(1) from None
-for seed in seeds:
-    primary = seed == seeds[0]
-    checkpoint = args.checkpoint if primary else replicate_dir(args.checkpoint.parent, seed) / args.checkpoint.name
-    out = args.out if primary else replicate_dir(args.out, seed)
-    if args.task == "sine":
-        test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
-    elif args.task == "rl":
-        test(checkpoint, out_dir=out, bindings=[*protocol, *rl_test_bindings(params, args.experiment, args.params)],
-             mongo_url=mongo_url, device=device)
-    else:
-        for name in episode_set_names(params[args.task]["experiments"], args.experiment):
-            test(checkpoint, args.episodes_dir / f"{name}.pt", out_dir=out / name, mongo_url=mongo_url, device=device)
+checkpoints = [args.checkpoint, *(replicate_dir(args.checkpoint.parent, s) / args.checkpoint.name for s in seeds[1:])]
+missing = [(seed, path) for seed, path in zip(seeds, checkpoints) if not path.is_file()]
+if missing:  # checked before any seed is tested: nothing already written is replaced by a partial set
+    seed, path = missing[0]
+    print(f"{Path(__file__).name}: error: {args.experiment}: {args.params} trains seeds {seeds}, but seed {seed}'s "
+          f"checkpoint {path} does not exist (train it with pipeline/train.py, or lower "
+          f"{args.task}.experiments.{args.experiment}.seeds)", file=sys.stderr)
+    raise SystemExit(1)
+for seed, checkpoint in zip(seeds, checkpoints):
+    out = args.out if seed == seeds[0] else replicate_dir(args.out, seed)
+    try:
+        if args.task == "sine":
+            test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
+        elif args.task == "rl":
+            test(checkpoint, out_dir=out, bindings=[*protocol, *rl_test_bindings(params, args.experiment, args.params)],
+                 mongo_url=mongo_url, device=device)
+        else:
+            for name in episode_set_names(params[args.task]["experiments"], args.experiment):
+                test(checkpoint, args.episodes_dir / f"{name}.pt", out_dir=out / name, mongo_url=mongo_url,
+                     device=device)
+    except (FileNotFoundError, ValueError) as err:  # a corrupt checkpoint, a missing test set, a bad binding
+        print(f"{Path(__file__).name}: error: {args.experiment}, seed {seed}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 write_replicate_index(args.out, seeds[1:])
 write_seed_summaries(args.out, seeds)

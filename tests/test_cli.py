@@ -27,6 +27,9 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     out = _cli("test", "--checkpoint", str(bad), "--test-set", str(tmp_path / "t.pt"), "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "checkpoint.pt" in out.stderr and "corrupt" in out.stderr
+    # one line, with the unpickler's words, not torch's advice to load with weights_only=False
+    assert len(out.stderr.strip().splitlines()) == 1 and "UnpicklingError: Unsupported operand" in out.stderr
+    assert "weights_only" not in out.stderr
 
 
 def test_report_of_an_unknown_section_is_refused(tmp_path):

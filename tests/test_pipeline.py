@@ -142,6 +142,31 @@ def test_training_seeds_are_a_pipeline_axis(pipeline_dir):
     assert omniglot["seeds"] == [0] and omniglot["results"]["transductive"]["ci95_seeds"] is None
 
 
+def test_a_missing_or_corrupt_seed_checkpoint_stops_the_meta_test_with_one_line(pipeline_dir, tmp_path):
+    """maml_sine_5shot trains seeds 0 and 1: with seed 1's checkpoint absent, pipeline/test.py names it in
+    one line before testing any seed (nothing written); a corrupt one is named with its seed."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(_tiny_params()))
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(pipeline_dir / "models/sine/maml_sine_5shot/checkpoint.pt", models / "checkpoint.pt")
+    cmd = [sys.executable, "pipeline/test.py", "--params", str(params), "--experiment", "maml_sine_5shot",
+           "--checkpoint", str(models / "checkpoint.pt"), "--test-set", "data/sine/sine_metasgd.pt",
+           "--out", str(tmp_path / "metrics")]
+    err = _run(cmd, pipeline_dir, fails=True).stderr.strip()
+    assert err.splitlines() == [err] and "Traceback" not in err
+    assert err.startswith("test.py: error: maml_sine_5shot: ") and "seeds [0, 1], but seed 1's checkpoint " \
+        f"{models / 'replicates/seed1/checkpoint.pt'} does not exist" in err
+    assert not (tmp_path / "metrics").exists()
+
+    (models / "replicates/seed1").mkdir(parents=True)
+    (models / "replicates/seed1/checkpoint.pt").write_bytes(b"not a checkpoint")
+    err = _run(cmd, pipeline_dir, fails=True).stderr.strip()
+    assert err.splitlines() == [err] and "Traceback" not in err
+    assert err.startswith("test.py: error: maml_sine_5shot, seed 1: checkpoint ") and "unreadable or corrupt" in err
+    assert (tmp_path / "metrics/metrics.json").is_file()  # the primary seed's results, written first, are kept
+
+
 def test_second_repro_is_a_no_op(pipeline_dir):
     out = _run(["dvc", "status"], pipeline_dir).stdout
     assert "up to date" in out
