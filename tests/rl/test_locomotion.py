@@ -1,5 +1,5 @@
-"""MuJoCo locomotion tasks: gymnasium's checker, the cheetah stepped as MAML's rllab code steps it
-(recomputed with MuJoCo on fixed actions), MAML's rewards, termination, and the vector-env sampler
+"""MuJoCo locomotion tasks: gymnasium's checker, the cheetah and the ant stepped as MAML's rllab code
+steps them (recomputed with MuJoCo on fixed actions), their start states, termination, and the vector-env sampler
 (skipped when ``mujoco`` is not installed)."""
 
 from __future__ import annotations
@@ -91,20 +91,65 @@ def test_cheetah_start_state_has_rllab_reset_noise():
     np.testing.assert_array_equal(env.reset(seed=3)[0], env.reset(seed=3)[0])
 
 
-@pytest.mark.parametrize(("env_id", "goal"), [("metalearning/AntVel-v0", 2.2), ("metalearning/AntDir-v0", 1.0)])
-def test_ant_reward_adds_contact_cost_survival_and_velocity_bonus(env_id, goal):
+RLLAB_ANT_INIT_QPOS = [0.0, 0.0, 0.55, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0]  # its ant.xml
+
+
+@pytest.mark.parametrize(("env_id", "goal"), [("metalearning/AntVel-v0", 2.2), ("metalearning/AntDir-v0", -1.0)])
+def test_ant_steps_as_maml_rllab_code_on_a_fixed_action_sequence(env_id, goal):
+    """rllab's AntEnvRand(Direc).step written out with MuJoCo: rllab's ant.xml (gymnasium's, with
+    rllab's 0.02 s RK4 step; ±1 × gear 150 = rllab's ±150 × gear 1 under ``normalize``), one
+    simulator step per action, mj_forward and the post-constraint forces, reward task(v) (+1 for
+    velocity) − 0.005‖clip(a)‖² − 5e-4‖clip(cfrc_ext)‖² + 0.05, termination outside z ∈ [0.2, 1],
+    observation [qpos, qvel, clip(cfrc_ext), xmat[torso], subtree_com[torso]]."""
     env = gymnasium.make(env_id)
-    env.reset(seed=0, options={"goal": goal})
-    robot = env.unwrapped.robot
-    assert robot.dt == pytest.approx(0.02)  # rllab's ant.xml time step, one simulator step per action
-    for action in _actions(8):
-        _, reward, terminated, _, _ = env.step(action)
-        assert not terminated
-        velocity = rllab_comvel(robot.model, robot.data, robot.model.body("torso").id)
+    observation, _ = env.reset(seed=0, options={"goal": goal})
+    model = env.unwrapped.robot.model
+    assert model.opt.timestep == 0.02 and model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    assert env.unwrapped.robot.dt == 0.02 and observation.shape == (125,)
+    np.testing.assert_array_equal(model.actuator_gear[:, 0], 150.0)
+    np.testing.assert_array_equal(model.actuator_ctrlrange, [[-1.0, 1.0]] * 8)
+    data = mujoco.MjData(model)
+    data.qpos[:], data.qvel[:] = env.unwrapped.robot.data.qpos, env.unwrapped.robot.data.qvel
+    mujoco.mj_forward(model, data)
+    mujoco.mj_rnePostConstraint(model, data)
+    torso, start_xy = model.body("torso").id, data.qpos[:2].copy()
+
+    def rllab_observation():
+        return np.concatenate([data.qpos, data.qvel, np.clip(data.cfrc_ext, -1, 1).ravel(), data.xmat[torso],
+                               data.subtree_com[torso]])
+
+    np.testing.assert_allclose(observation, rllab_observation(), rtol=0, atol=1e-12)
+    contact_costs = []
+    for action in _actions(8, steps=30):
+        clipped = np.clip(action, -1, 1).astype(np.float64)
+        data.ctrl[:] = clipped
+        mujoco.mj_step(model, data)
+        mujoco.mj_forward(model, data)
+        mujoco.mj_rnePostConstraint(model, data)
+        velocity = rllab_comvel(model, data, torso)
         task = -abs(velocity - goal) + 1.0 if "Vel" in env_id else goal * velocity
-        contact = 5e-4 * np.sum(np.clip(robot.data.cfrc_ext, -1, 1) ** 2)
-        want = task - 0.005 * np.sum(np.clip(action, -1, 1).astype(np.float64) ** 2) - contact + 0.05
-        assert reward == pytest.approx(want, rel=1e-6)
+        contact_costs.append(5e-4 * np.sum(np.clip(data.cfrc_ext, -1, 1) ** 2))
+        done = not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all() and 0.2 <= data.qpos[2] <= 1.0)
+        observation, reward, terminated, truncated, info = env.step(action)
+        assert terminated == done and not truncated
+        np.testing.assert_allclose(observation, rllab_observation(), rtol=1e-6, atol=1e-8)
+        assert info["com_velocity"] == pytest.approx(velocity, rel=1e-6, abs=1e-9)
+        assert reward == pytest.approx(task - 0.005 * np.sum(clipped**2) - contact_costs[-1] + 0.05, rel=1e-6,
+                                       abs=1e-9)
+        if done:
+            break
+    assert np.linalg.norm(data.qpos[:2] - start_xy) > 1e-3 and max(contact_costs) > 0  # not vacuous
+
+
+def test_ant_start_state_is_rllab_init_qpos_with_reset_noise():
+    """rllab's reset_mujoco from its ant.xml's ``init_qpos`` (torso at 0.55, legs bent):
+    init_qpos + 0.01·N(0, 1), qvel 0.1·N(0, 1)."""
+    env = gymnasium.make("metalearning/AntDir-v0").unwrapped
+    starts = np.stack([env.reset(seed=seed, options={"goal": 1.0})[0] for seed in range(300)])
+    qpos, qvel = starts[:, :15], starts[:, 15:29]
+    np.testing.assert_allclose(qpos.mean(0), RLLAB_ANT_INIT_QPOS, atol=3e-3)
+    assert (qpos - RLLAB_ANT_INIT_QPOS).std() == pytest.approx(0.01, rel=0.1)
+    assert qvel.std() == pytest.approx(0.1, rel=0.1) and abs(qvel.mean()) < 2e-2
 
 
 def test_ant_terminates_when_its_torso_leaves_the_healthy_height():
@@ -112,8 +157,8 @@ def test_ant_terminates_when_its_torso_leaves_the_healthy_height():
     env.reset(seed=0, options={"goal": 1.0})
     env.unwrapped.robot.data.qpos[2] = 2.0  # torso above the healthy range [0.2, 1.0]
     _, reward, terminated, _, info = env.step(np.zeros(8, np.float32))
-    assert terminated and info["reward_survive"] == 0.0
-    assert reward == pytest.approx(info["reward_task"] + info["reward_ctrl"] + info["reward_contact"])
+    assert terminated and info["reward_survive"] == 0.05  # rllab adds it on the last step too
+    assert reward == pytest.approx(info["reward_task"] + info["reward_ctrl"] + info["reward_contact"] + 0.05)
 
 
 def test_direction_tasks_reject_other_goals_and_sample_plus_minus_one():

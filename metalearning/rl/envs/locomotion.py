@@ -7,36 +7,37 @@ each with two task families, horizon H = 200 (the registered ids' ``TimeLimit``)
 * direction: d ∈ {−1, +1} (backward/forward, equally likely); task reward d·v.
 
 The robots run as MAML's rllab code runs them (``rllab/envs/mujoco/half_cheetah_env_rand*.py``,
-``ant_env_rand*.py``, ``mujoco_env.py``), where gymnasium's defaults differ:
+``ant_env_rand*.py``, ``mujoco_env.py``, ``vendor/mujoco_models/*.xml``), where gymnasium's
+defaults differ. Gymnasium's model files are rllab's, except the ant's time step (rllab: 0.02 s)
+and motor scaling (rllab: control ±150, gear 1; gymnasium: control ±1, gear 150 — the same torque
+for the policy's action in [−1, 1], which rllab's ``normalize`` wrapper scales to ±150):
 
 * control period: rllab steps the simulator once per action (its ``MujocoEnv.frame_skip`` is 1
   unless the model file sets one, and neither robot's does), at the model's time step: 0.01 s for
-  the cheetah (gymnasium's ``half_cheetah.xml`` is rllab's model), 0.02 s for the ant (rllab's
-  ``ant.xml``; gymnasium's ant has 0.01 s, so two simulator steps). Gymnasium's default of 5
-  would make each of the 200 steps 0.05 s: 10 s episodes instead of 2 s (cheetah).
+  the cheetah, 0.02 s for the ant (set on gymnasium's ant model, one RK4 step). Gymnasium's
+  default of 5 would make each of the 200 steps 0.05 s: 10 s episodes instead of 2 s (cheetah).
+* after each step rllab runs ``mj_forward`` (and, MuJoCo 1.x, the post-constraint
+  recursion that fills ``cfrc_ext``: here ``mj_rnePostConstraint``); everything below is read at
+  that state.
 * v is rllab's ``get_body_comvel("torso")[0]``: the x velocity of the centre of mass of the
-  torso's subtree (the whole robot), after the step (rllab runs ``mj_forward`` after
-  ``mj_step``; here ``mj_forward`` then ``mj_subtreeVel``). Gymnasium's ``info["x_velocity"]``,
-  the finite difference of the torso position, stays in ``info``.
-* cheetah observation and reset: rllab's ``[qpos[1:], qvel, torso subtree centre of mass]``
-  (20 numbers; gymnasium's 17 lack the last three), and the start state ``qpos0 + 0.01·N(0, I)``,
-  ``qvel = 0.1·N(0, I)`` (gymnasium: ``qpos0 + U(−0.1, 0.1)``).
-* The ant keeps gymnasium's observation (105 numbers; rllab's 125 add the torso's orientation
-  matrix and position and every body's clipped external forces, and keep the x-y position),
-  start pose and reset noise, and integrates its 0.02 s in two RK4 steps of 0.01 s where rllab
-  takes one of 0.02 s.
+  torso's subtree (the whole robot; ``mj_subtreeVel``). Gymnasium's ``info["x_velocity"]``, the
+  finite difference of the torso position, stays in ``info``.
+* observation: rllab's ``get_current_obs``. Cheetah: ``[qpos[1:], qvel, torso subtree centre of
+  mass]`` (20 numbers; gymnasium's 17 lack the last three). Ant: ``[qpos, qvel, clip(cfrc_ext,
+  −1, 1), torso orientation matrix, torso subtree centre of mass]`` (15 + 14 + 14·6 + 9 + 3 = 125;
+  gymnasium's 105 drop the x-y position, the world body's forces and the last 12).
+* start state: ``init_qpos + 0.01·N(0, I)``, ``qvel = 0.1·N(0, I)``, with ``init_qpos`` the model
+  file's ``init_qpos`` numeric where it has one (the ant: torso at 0.55, legs bent), the model's
+  rest pose otherwise (the cheetah). Gymnasium: rest pose + U(−0.1, 0.1).
 
-The rest of the reward is rllab's, written with gymnasium's own reward terms, whose weights we
-set to MAML's values:
+The reward is rllab's, r = task + bonus − c·‖clip(a)‖² − k·‖clip(cfrc_ext, −1, 1)‖² + s:
 
-* cheetah: r = task − 0.05·‖a‖² (``ctrl_cost_weight=0.05``; rllab: 0.5·1e-1).
-* ant: r = task − 0.005·‖a‖² − 5e-4·‖clip(cfrc_ext, −1, 1)‖² + 0.05 (survival; rllab's
-  ``survive_reward``) and, for the velocity tasks only, + 1.0: the positive per-step bonus
-  maml.md A.2 adds "to prevent the ant from ending the episode" (rllab: "make it happy, not
-  suicidal"). Gymnasium's terms: ``ctrl_cost_weight=0.005``, ``contact_cost_weight=5e-4``
-  (its default, = rllab's 0.5·1e-3), ``healthy_reward=0.05``. As in gymnasium (unlike rllab)
-  the survival term is 0 on the step where the ant becomes unhealthy. The ant terminates when
-  its torso height leaves [0.2, 1.0] (gymnasium's and rllab's rule).
+* cheetah: c = 0.05 (rllab: 0.5·1e-1), k = s = 0.
+* ant: c = 0.005 (rllab: 0.5·1e-2 on the action over its ±150 scale), k = 5e-4 (0.5·1e-3),
+  s = 0.05 (``survive_reward``, on every step, the last one included), and for the velocity tasks
+  the bonus + 1.0: the positive per-step bonus maml.md A.2 adds "to prevent the ant from ending the
+  episode" (rllab: "make it happy, not suicidal"). The ant terminates when its state is not finite
+  or its torso height leaves [0.2, 1.0] (rllab's rule; gymnasium's ``is_healthy``).
 
 Actions are clipped to the action box (±1) before they reach the simulator and the control
 cost, so a sampler can store the raw policy samples.
@@ -61,30 +62,37 @@ OBJECTIVES = ("velocity", "direction")
 RLLAB_QPOS_NOISE, RLLAB_QVEL_NOISE = 0.01, 0.1  # rllab's MujocoEnv.reset_mujoco: N(0, σ²) on qpos, qvel
 
 
+def cheetah_observation(data: mujoco.MjData, torso: int) -> np.ndarray:
+    """rllab's ``HalfCheetahEnvRand(Direc).get_current_obs``: ``[qpos[1:], qvel, subtree_com[torso]]``."""
+    return np.concatenate([data.qpos[1:], data.qvel, data.subtree_com[torso]])
+
+
+def ant_observation(data: mujoco.MjData, torso: int) -> np.ndarray:
+    """rllab's ``AntEnvRand(Direc).get_current_obs``: ``[qpos, qvel, clip(cfrc_ext, −1, 1), xmat[torso],
+    subtree_com[torso]]``."""
+    return np.concatenate([data.qpos, data.qvel, np.clip(data.cfrc_ext, -1, 1).ravel(), data.xmat[torso],
+                           data.subtree_com[torso]])
+
+
 class Robot(NamedTuple):
-    """How to build one robot and which of gymnasium's reward terms (``info`` keys) it adds."""
+    """How to build one robot and rllab's observation and reward terms for it (module docstring)."""
 
     make: Callable[..., gymnasium.Env]
-    kwargs: dict[str, Any]  # gymnasium reward weights set to MAML's
-    cost_terms: tuple[str, ...]  # info keys summed into the reward (already signed)
+    observation: Callable[[mujoco.MjData, int], np.ndarray]  # rllab's, from the data and the torso's id
+    obs_dim: int
+    timestep: float  # seconds per action: one simulator step of this length (rllab's model file)
+    ctrl_cost: float  # c: weight of ‖clip(a)‖²
+    contact_cost: float  # k: weight of ‖clip(cfrc_ext, −1, 1)‖²
+    survive: float  # s: added on every step
     velocity_range: tuple[float, float]  # goal velocities of the velocity tasks
     velocity_bonus: float  # per-step bonus of the velocity tasks (maml.md A.2)
-    frame_skip: int  # simulator steps per action: rllab's control period (module docstring)
-    rllab_state: bool  # rllab's observation (+ subtree centre of mass) and start-state noise
 
 
 ROBOTS: dict[str, Robot] = {
-    "half_cheetah": Robot(HalfCheetahEnv, {"ctrl_cost_weight": 0.05}, ("reward_ctrl",), (0.0, 2.0), 0.0,
-                          frame_skip=1, rllab_state=True),
-    "ant": Robot(
-        AntEnv,
-        {"ctrl_cost_weight": 0.005, "contact_cost_weight": 5e-4, "healthy_reward": 0.05},
-        ("reward_ctrl", "reward_contact", "reward_survive"),
-        (0.0, 3.0),
-        1.0,
-        frame_skip=2,
-        rllab_state=False,
-    ),
+    "half_cheetah": Robot(HalfCheetahEnv, cheetah_observation, 20, timestep=0.01, ctrl_cost=0.05, contact_cost=0.0,
+                          survive=0.0, velocity_range=(0.0, 2.0), velocity_bonus=0.0),
+    "ant": Robot(AntEnv, ant_observation, 125, timestep=0.02, ctrl_cost=0.005, contact_cost=5e-4, survive=0.05,
+                 velocity_range=(0.0, 3.0), velocity_bonus=1.0),
 }
 
 
@@ -134,11 +142,12 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
         objective: ``"velocity"`` (goal = target velocity) or ``"direction"`` (goal = ±1).
         goal: optional initial goal.
         render_mode: passed to the robot.
-        **robot_kwargs: override the robot's gymnasium arguments (e.g. ``reset_noise_scale``).
+        **robot_kwargs: passed to the gymnasium robot (e.g. ``xml_file``).
 
-    Observation and action spaces: 20/6 dims for the cheetah (rllab's observation), 105/8 for
-    the ant (gymnasium's). ``info`` is the robot's plus ``"com_velocity"`` (v), ``"reward_task"`` and
-    ``"goal"``.
+    Observation and action spaces: 20/6 dims for the cheetah, 125/8 for the ant (rllab's
+    observations). ``info`` is the robot's, with the reward terms replaced by rllab's
+    (``"reward_task"`` with the bonus, ``"reward_ctrl"``, ``"reward_contact"``, ``"reward_survive"``),
+    plus ``"com_velocity"`` (v) and ``"goal"``.
     """
 
     def __init__(self, robot: str, objective: str, goal: float | None = None,
@@ -146,15 +155,18 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
         if robot not in ROBOTS or objective not in OBJECTIVES:
             raise ValueError(f"unknown task {robot!r}/{objective!r}: robots {tuple(ROBOTS)}, objectives {OBJECTIVES}")
         self.robot_name, self.objective, self._spec = robot, objective, ROBOTS[robot]
-        kwargs = {**self._spec.kwargs, "frame_skip": self._spec.frame_skip, **robot_kwargs}
         with _mujoco_warnings_as_python():
-            self.robot = self._spec.make(**kwargs, render_mode=render_mode)
-        self._torso = self.robot.model.body("torso").id
+            self.robot = self._spec.make(**{"frame_skip": 1, **robot_kwargs}, render_mode=render_mode)
+        model = self.robot.model
+        model.opt.timestep = self._spec.timestep  # one simulator step per action (rllab's control period)
+        self.robot.metadata = {**self.robot.metadata, "render_fps": round(1 / self.robot.dt)}
+        self._torso = model.body("torso").id
+        numeric = [model.numeric(i).name for i in range(model.nnumeric)]
+        self._init_qpos = (model.numeric("init_qpos").data.copy() if "init_qpos" in numeric  # rllab reads it
+                           else self.robot.init_qpos.copy())
         self.metadata, self.render_mode = self.robot.metadata, render_mode
-        self.observation_space, self.action_space = self.robot.observation_space, self.robot.action_space
-        if self._spec.rllab_state:  # + the torso subtree's centre of mass (3)
-            size = self.observation_space.shape[0] + 3
-            self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+        self.action_space = self.robot.action_space
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self._spec.obs_dim,), np.float64)
         self._task_term = goal_velocity_reward if objective == "velocity" else goal_direction_reward
         self._bonus = self._spec.velocity_bonus if objective == "velocity" else 0.0
         self._goal, self._task_fixed = 0.0, False
@@ -178,39 +190,42 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
             self.set_task(options["goal"])
         elif not self._task_fixed:
             self._goal = self._random_goal()
-        observation, info = self.robot.reset(seed=seed)
-        if self._spec.rllab_state:
-            robot = self.robot
-            qpos = robot.init_qpos + RLLAB_QPOS_NOISE * robot.np_random.standard_normal(robot.model.nq)
-            qvel = robot.init_qvel + RLLAB_QVEL_NOISE * robot.np_random.standard_normal(robot.model.nv)
-            robot.set_state(qpos, qvel)  # (runs mj_forward)
-            observation = self._rllab_observation()
-        return observation, {**info, "goal": self._goal}
+        _, info = self.robot.reset(seed=seed)
+        robot = self.robot  # rllab's reset_mujoco, then mj_forward (set_state runs it)
+        qpos = self._init_qpos + RLLAB_QPOS_NOISE * robot.np_random.standard_normal(robot.model.nq)
+        qvel = robot.init_qvel + RLLAB_QVEL_NOISE * robot.np_random.standard_normal(robot.model.nv)
+        robot.set_state(qpos, qvel)
+        self._post_constraint_forces()
+        return self._spec.observation(robot.data, self._torso), {**info, "goal": self._goal}
 
     def step(self, action: ArrayLike):
         action = np.clip(action, self.action_space.low, self.action_space.high)
-        observation, _, terminated, truncated, info = self.robot.step(action)
+        _, _, terminated, truncated, info = self.robot.step(action)
+        data, spec = self.robot.data, self._spec
+        mujoco.mj_forward(self.robot.model, data)  # rllab's step ends with it; v, costs, observation read after
+        self._post_constraint_forces()
         velocity = self._com_velocity()
-        if self._spec.rllab_state:
-            observation = self._rllab_observation()
-        task = self._task_term(velocity, self._goal) + self._bonus
-        reward = task + sum(float(info[key]) for key in self._spec.cost_terms)
-        return observation, reward, terminated, truncated, {
-            **info, "com_velocity": velocity, "reward_task": task, "goal": self._goal}
+        terms = {
+            "reward_task": self._task_term(velocity, self._goal) + self._bonus,
+            "reward_ctrl": -spec.ctrl_cost * float(np.sum(np.square(action, dtype=np.float64))),
+            "reward_contact": -spec.contact_cost * float(np.sum(np.square(np.clip(data.cfrc_ext, -1, 1)))),
+            "reward_survive": spec.survive,
+        }
+        return spec.observation(data, self._torso), sum(terms.values()), terminated, truncated, {
+            **info, **terms, "com_velocity": velocity, "goal": self._goal}
+
+    def _post_constraint_forces(self) -> None:
+        """``cfrc_ext`` at the current state, as rllab's MuJoCo 1.x ``mj_forward`` left it (MuJoCo 2+
+        computes it only on request; only robots with a contact term read it)."""
+        if self._spec.contact_cost:
+            mujoco.mj_rnePostConstraint(self.robot.model, self.robot.data)
 
     def _com_velocity(self) -> float:
-        """rllab's ``get_body_comvel("torso")[0]`` at the state after the step: the x velocity of
-        the torso subtree's centre of mass (``mj_forward`` first, as rllab's step ends with it)."""
+        """rllab's ``get_body_comvel("torso")[0]`` at the current (forwarded) state: the x velocity of
+        the torso subtree's centre of mass."""
         model, data = self.robot.model, self.robot.data
-        mujoco.mj_forward(model, data)
         mujoco.mj_subtreeVel(model, data)
         return float(data.subtree_linvel[self._torso, 0])
-
-    def _rllab_observation(self) -> np.ndarray:
-        """rllab's cheetah observation: ``[qpos[1:], qvel, torso subtree centre of mass]``
-        (the kinematics must be current: after ``mj_forward``)."""
-        data = self.robot.data
-        return np.concatenate([data.qpos[1:], data.qvel, data.subtree_com[self._torso]])
 
     def render(self):
         return self.robot.render()
