@@ -37,9 +37,9 @@ GROUP_TITLES = {
     "HalfCheetahDir/maml": "Half-cheetah forward/backward, MAML's Fig. 5 and Table 5 (reward d·v − 0.05‖a‖², d = ±1; "
                            "v: centre-of-mass velocity, 0.01 s steps, as MAML's code)",
     "AntVel/maml": "Ant goal velocity, MAML's Fig. 5 (reward −|v − v*| + MAML's bonus and terms, v* ~ U[0, 3]; "
-                   "v: centre-of-mass velocity, 0.02 s steps)",
+                   "v: centre-of-mass velocity, 0.02 s steps, as MAML's code)",
     "AntDir/maml": "Ant forward/backward, MAML's Fig. 5 (reward d·v + MAML's terms, d = ±1; v: centre-of-mass "
-                   "velocity, 0.02 s steps)",
+                   "velocity, 0.02 s steps, as MAML's code)",
 }
 # Published curves drawn beside ours: group -> (label, {steps: return}).
 PAPER_CURVES = {
