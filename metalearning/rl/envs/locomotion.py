@@ -79,7 +79,6 @@ class Robot(NamedTuple):
 
     make: Callable[..., gymnasium.Env]
     observation: Callable[[mujoco.MjData, int], np.ndarray]  # rllab's, from the data and the torso's id
-    obs_dim: int
     timestep: float  # seconds per action: one simulator step of this length (rllab's model file)
     ctrl_cost: float  # c: weight of ‖clip(a)‖²
     contact_cost: float  # k: weight of ‖clip(cfrc_ext, −1, 1)‖²
@@ -89,9 +88,9 @@ class Robot(NamedTuple):
 
 
 ROBOTS: dict[str, Robot] = {
-    "half_cheetah": Robot(HalfCheetahEnv, cheetah_observation, 20, timestep=0.01, ctrl_cost=0.05, contact_cost=0.0,
+    "half_cheetah": Robot(HalfCheetahEnv, cheetah_observation, timestep=0.01, ctrl_cost=0.05, contact_cost=0.0,
                           survive=0.0, velocity_range=(0.0, 2.0), velocity_bonus=0.0),
-    "ant": Robot(AntEnv, ant_observation, 125, timestep=0.02, ctrl_cost=0.005, contact_cost=5e-4, survive=0.05,
+    "ant": Robot(AntEnv, ant_observation, timestep=0.02, ctrl_cost=0.005, contact_cost=5e-4, survive=0.05,
                  velocity_range=(0.0, 3.0), velocity_bonus=1.0),
 }
 
@@ -166,7 +165,8 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
                            else self.robot.init_qpos.copy())
         self.metadata, self.render_mode = self.robot.metadata, render_mode
         self.action_space = self.robot.action_space
-        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self._spec.obs_dim,), np.float64)
+        size = self._spec.observation(self.robot.data, self._torso).shape
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, size, np.float64)
         self._task_term = goal_velocity_reward if objective == "velocity" else goal_direction_reward
         self._bonus = self._spec.velocity_bonus if objective == "velocity" else 0.0
         self._goal, self._task_fixed = 0.0, False
