@@ -74,6 +74,14 @@ def ant_observation(data: mujoco.MjData, torso: int) -> np.ndarray:
                            data.subtree_com[torso]])
 
 
+def rllab_init_qpos(model: mujoco.MjModel) -> np.ndarray:
+    """The start pose rllab's ``MujocoEnv`` resets to: the model file's ``init_qpos`` numeric where it
+    has one (the ant), the model's rest pose ``qpos0`` otherwise (the cheetah)."""
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_NUMERIC, "init_qpos") >= 0:
+        return model.numeric("init_qpos").data.copy()
+    return model.qpos0.copy()
+
+
 class Robot(NamedTuple):
     """How to build one robot and rllab's observation and reward terms for it (module docstring)."""
 
@@ -160,9 +168,7 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
         model.opt.timestep = self._spec.timestep  # one simulator step per action (rllab's control period)
         self.robot.metadata = {**self.robot.metadata, "render_fps": round(1 / self.robot.dt)}
         self._torso = model.body("torso").id
-        numeric = [model.numeric(i).name for i in range(model.nnumeric)]
-        self._init_qpos = (model.numeric("init_qpos").data.copy() if "init_qpos" in numeric  # rllab reads it
-                           else self.robot.init_qpos.copy())
+        self._init_qpos = rllab_init_qpos(model)
         self.metadata, self.render_mode = self.robot.metadata, render_mode
         self.action_space = self.robot.action_space
         size = self._spec.observation(self.robot.data, self._torso).shape
