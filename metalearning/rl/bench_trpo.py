@@ -9,7 +9,8 @@ other with the order rotating, so the medians compare like with like on a shared
 Phases of the TRPO step (:meth:`~metalearning.rl.trpo.TRPO.step` is exactly these three calls):
 
 * ``setup``: the objective through the inner update, its gradient g, and what the products reuse;
-* ``cg``: ``cg_iters`` conjugate-gradient iterations and the step scaling, one product each;
+* ``cg``: ``cg_iters`` conjugate-gradient iterations, one product each, and the step scaling (sᵀHs
+  from CG's residual: no product);
 * ``line search``: backtracking, one objective evaluation per trial.
 
 Also printed: the largest relative difference of each method's step from the direct one's (the

@@ -56,17 +56,25 @@ def unflatten(flat: Tensor, like: Any) -> Any:
     return pytree.tree_unflatten([c.view_as(leaf) for c, leaf in zip(chunks, leaves)], spec)
 
 
-def conjugate_gradient(hvp: HVP, g: Tensor, iters: int = 10, residual_tol: float = 1e-10) -> Tensor:
+class CGSolution(NamedTuple):
+    """What :func:`conjugate_gradient` ends with: ``x`` ≈ H⁻¹g and CG's residual ``g − Hx``,
+    both ``[n]`` (the residual as CG's recursion updates it: equal to ``g − Hx`` up to rounding)."""
+
+    x: Tensor
+    residual: Tensor
+
+
+def conjugate_gradient(hvp: HVP, g: Tensor, iters: int = 10, residual_tol: float = 1e-10) -> CGSolution:
     """Approximately solve ``H x = g`` for symmetric positive-definite ``H`` given ``x ↦ Hx``.
 
     Args:
         hvp: the product with H, ``[n] -> [n]``.
         g: right-hand side, ``[n]``.
-        iters: at most this many CG iterations (TRPO: 10).
+        iters: at most this many CG iterations (TRPO: 10), one product each.
         residual_tol: stop once ``‖g − Hx‖² < residual_tol``.
 
     Returns:
-        ``x``, ``[n]``.
+        ``x`` and the residual ``g − Hx``, ``[n]`` each.
     """
     x = torch.zeros_like(g)
     r, p = g.clone(), g.clone()
@@ -79,7 +87,7 @@ def conjugate_gradient(hvp: HVP, g: Tensor, iters: int = 10, residual_tol: float
         x, r = x + step * p, r - step * hp
         rr_new = r @ r
         p, rr = r + (rr_new / rr) * p, rr_new
-    return x
+    return CGSolution(x, r)
 
 
 def kl_hvp(kl: Tensor, flat: Tensor, damping: float) -> HVP:
@@ -123,11 +131,12 @@ def composed_gradient_and_hvp(objective: SplitObjective, flat: Tensor) -> tuple[
     """(loss, kl, g) at ``flat`` and the exact ``v ↦ (∇²kl) v`` as ``Jᵀ (∇²kl_out) J v``.
 
     The inner map ``a`` is run once, with its graph kept, and with it the graph of its
-    vector-Jacobian product ``w ↦ Jᵀw`` at a symbolic ``w``; every product then backpropagates
-    through those graphs without re-running ``a``: ``J v`` is the gradient of ``(Jᵀw)·v`` in ``w``
-    (``Jᵀw`` is linear in ``w``), then the KL's Hessian in ``a`` (a graph on ``a``'s outputs, kept
-    from the first derivative), then ``Jᵀ``. No third derivatives: the Hessian's other term,
-    ``∇_a kl_out · ∂²a``, is zero because ``∇_a kl_out = 0`` at ``flat``.
+    vector-Jacobian product ``w ↦ Jᵀw`` at ``w = ∇_a loss`` (whose value is g); every product then
+    backpropagates through those graphs without re-running ``a``: ``J v`` is the gradient of
+    ``(Jᵀw)·v`` in ``w`` (``Jᵀw`` is linear in ``w``, so any ``w`` gives the same), then the KL's
+    Hessian in ``a`` (a graph on ``a``'s outputs, kept from the first derivative), then ``Jᵀ``. No
+    third derivatives: the Hessian's other term, ``∇_a kl_out · ∂²a``, is zero because
+    ``∇_a kl_out = 0`` at ``flat``.
 
     Returns:
         (loss, kl — scalars with no graph; g = ∇loss, ``[n]``; the product, ``[n] -> [n]``).
@@ -140,10 +149,11 @@ def composed_gradient_and_hvp(objective: SplitObjective, flat: Tensor) -> tuple[
     def pullback(cotangents: list[Tensor]) -> Tensor:  # w ↦ Jᵀw on the recorded graph
         return _grads(outputs, [x], cotangents, retain_graph=True)[0]
 
-    g = pullback(_grads(loss, leaves, retain_graph=True))
     kl_grads = _grads(kl, leaves, create_graph=True)
-    symbolic = [torch.zeros_like(out, requires_grad=True) for out in outputs]
+    # Jᵀw at w = ∇loss in a's outputs: its value is g, and its graph in w gives J v for any w
+    symbolic = [grad.requires_grad_() for grad in _grads(loss, leaves, retain_graph=True)]
     (pulled,) = _grads(outputs, [x], symbolic, create_graph=True, retain_graph=True)
+    g = pulled.detach()
 
     def hvp(v: Tensor) -> Tensor:
         tangents = _grads(pulled, symbolic, v, retain_graph=True)  # J v
@@ -248,8 +258,9 @@ class TRPO:
         def hvp(v: Tensor) -> Tensor:
             return reduce(local_hvp(v)) + self.cg_damping * v  # the damping once, not once per share
 
-        direction = conjugate_gradient(hvp, -g, self.cg_iters)
-        shs = (direction @ hvp(direction)).clamp_min(1e-20)
+        direction, residual = conjugate_gradient(hvp, -g, self.cg_iters)
+        # H s = −g − residual: sᵀHs from CG's own residual, not from an 11th product (rllab's)
+        shs = (direction @ (-g - residual)).clamp_min(1e-20)
         return torch.sqrt(2 * self.max_kl / shs) * direction
 
     def step(self, objective: Objective, flat: Tensor,

@@ -41,19 +41,43 @@ def test_conjugate_gradient_solves_against_the_explicit_kl_hessian(small_problem
     hvp = kl_hvp(kl, flat, damping)
     v = torch.randn(flat0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     torch.testing.assert_close(hvp(v), hessian @ v)  # exact HVP
-    x = conjugate_gradient(hvp, g, iters=4 * flat0.numel(), residual_tol=1e-24)
+    x, _ = conjugate_gradient(hvp, g, iters=4 * flat0.numel(), residual_tol=1e-24)
     torch.testing.assert_close(x, torch.linalg.solve(hessian, g), rtol=1e-6, atol=1e-8)
-    # A few iterations already reduce the residual (TRPO uses 10).
-    x10 = conjugate_gradient(hvp, g, iters=10)
+    # A few iterations already reduce the residual (TRPO uses 10), and CG's recursion tracks it.
+    x10, residual = conjugate_gradient(hvp, g, iters=10)
     assert (hessian @ x10 - g).norm() < 0.5 * g.norm()
+    torch.testing.assert_close(residual, g - hessian @ x10, rtol=1e-8, atol=1e-10)
 
 
 def test_conjugate_gradient_is_exact_on_a_quadratic_in_n_steps():
     gen = torch.Generator().manual_seed(2)
     a = torch.randn(6, 6, generator=gen, dtype=torch.float64)
     h, g = a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64), torch.randn(6, generator=gen, dtype=torch.float64)
-    torch.testing.assert_close(conjugate_gradient(lambda v: h @ v, g, iters=6, residual_tol=0.0),
-                               torch.linalg.solve(h, g))
+    x, residual = conjugate_gradient(lambda v: h @ v, g, iters=6, residual_tol=0.0)
+    torch.testing.assert_close(x, torch.linalg.solve(h, g))
+    assert residual.norm() < 1e-10 * g.norm()
+
+
+@pytest.mark.parametrize("cg_iters", [3, 10])
+def test_step_direction_fills_the_trust_region_of_the_kl_quadratic_model(small_problem, cg_iters):
+    """The full step s satisfies ½ sᵀ(H + λI)s = δ with H the explicit KL Hessian, although sᵀHs
+    is taken from CG's residual rather than from another product."""
+    objective, flat0 = small_problem
+    trpo = TRPO(max_kl=0.01, cg_iters=cg_iters, cg_damping=1e-3, ls_backtrack_ratio=0.5, ls_max_steps=15)
+    hessian = torch.autograd.functional.hessian(lambda f: objective(f)[1], flat0)
+    damped = hessian + trpo.cg_damping * torch.eye(flat0.numel(), dtype=torch.float64)
+    flat = flat0.clone().requires_grad_()
+    (g,) = torch.autograd.grad(objective(flat)[0], flat)
+    products = []
+
+    def hvp(v):
+        products.append(v)
+        return hessian @ v
+
+    step = trpo.step_direction(g, hvp)
+    assert len(products) == cg_iters  # one product per CG iteration, none for sᵀHs
+    assert 0.5 * float(step @ damped @ step) == pytest.approx(trpo.max_kl, rel=1e-9)
+    assert float(step @ g) < 0  # a descent direction of the surrogate
 
 
 @pytest.mark.parametrize("max_kl", [0.01, 0.001])
