@@ -6,6 +6,7 @@ whose observation also holds the task's goal (maml.md §5.3 baseline (c))."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import gin
@@ -103,16 +104,18 @@ class LocomotionFamily:
 
     @property
     def obs_dim(self) -> int:
-        return self._space("observation_space") + int(self.oracle)
+        return self._space_sizes[0] + int(self.oracle)
 
     @property
     def act_dim(self) -> int:
-        return self._space("action_space")
+        return self._space_sizes[1]
 
-    def _space(self, name: str) -> int:
+    @cached_property
+    def _space_sizes(self) -> tuple[int, int]:
+        """(observation size, action size), read from one env, once."""
         env = gymnasium.make(self.env_id)
         try:
-            return int(getattr(env, name).shape[0])
+            return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
         finally:
             env.close()
 

@@ -93,13 +93,14 @@ class Robot(NamedTuple):
     survive: float  # s: added on every step
     velocity_range: tuple[float, float]  # goal velocities of the velocity tasks
     velocity_bonus: float  # per-step bonus of the velocity tasks (maml.md A.2)
+    contact_forces: bool  # observation or reward reads cfrc_ext (MuJoCo 2+ fills it only on request)
 
 
 ROBOTS: dict[str, Robot] = {
     "half_cheetah": Robot(HalfCheetahEnv, cheetah_observation, timestep=0.01, ctrl_cost=0.05, contact_cost=0.0,
-                          survive=0.0, velocity_range=(0.0, 2.0), velocity_bonus=0.0),
+                          survive=0.0, velocity_range=(0.0, 2.0), velocity_bonus=0.0, contact_forces=False),
     "ant": Robot(AntEnv, ant_observation, timestep=0.02, ctrl_cost=0.005, contact_cost=5e-4, survive=0.05,
-                 velocity_range=(0.0, 3.0), velocity_bonus=1.0),
+                 velocity_range=(0.0, 3.0), velocity_bonus=1.0, contact_forces=True),
 }
 
 
@@ -222,8 +223,8 @@ class GoalLocomotion(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def _post_constraint_forces(self) -> None:
         """``cfrc_ext`` at the current state, as rllab's MuJoCo 1.x ``mj_forward`` left it (MuJoCo 2+
-        computes it only on request; only robots with a contact term read it)."""
-        if self._spec.contact_cost:
+        computes it only on request; only robots whose observation or reward reads it ask)."""
+        if self._spec.contact_forces:
             mujoco.mj_rnePostConstraint(self.robot.model, self.robot.data)
 
     def _com_velocity(self) -> float:
