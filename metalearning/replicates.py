@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from metalearning.metrics_io import read_json, write_json
 from metalearning.params import experiment_entry
@@ -35,6 +35,53 @@ def training_seeds(params: dict, task: str, experiment: str) -> list[int]:
 def replicate_dir(primary: Path, seed: int) -> Path:
     """Where the run of training seed ``seed`` of the experiment whose primary folder is ``primary`` lives."""
     return Path(primary) / REPLICATES / f"seed{seed}"
+
+
+def seed_dirs(primary: Path, seeds: Sequence[int]) -> list[Path]:
+    """Each training seed's folder of the experiment whose primary folder is ``primary``:
+    ``primary`` itself for ``seeds[0]``, :func:`replicate_dir` for the others."""
+    return [Path(primary), *(replicate_dir(primary, seed) for seed in seeds[1:])]
+
+
+class MissingSeedCheckpoint(FileNotFoundError):
+    """Training seed ``seed`` has no checkpoint at ``path``."""
+
+    def __init__(self, seed: int, path: Path):
+        super().__init__(f"seed {seed}'s checkpoint {path} does not exist")
+        self.seed, self.path = seed, path
+
+
+class SeedTestError(RuntimeError):
+    """The meta-test of training seed ``seed``'s model failed; the message is the cause's."""
+
+    def __init__(self, seed: int, cause: Exception):
+        super().__init__(str(cause))
+        self.seed = seed
+
+
+def meta_test_seeds(checkpoint: Path, out: Path, seeds: Sequence[int], test: Callable[[Path, Path], Any]) -> None:
+    """Meta-test every training seed's model: ``test(checkpoint, out_dir)`` for the primary's
+    ``checkpoint`` into ``out`` and for each replicate's (the same file name in its
+    :func:`replicate_dir` beside it) into its folder under ``out``; then the replicate index and
+    the across-seed summaries (:func:`write_seed_summaries`).
+
+    Raises:
+        MissingSeedCheckpoint: a seed's checkpoint does not exist; raised before any seed is
+            tested, so nothing written before is replaced by a partial set.
+        SeedTestError: ``test`` raised ``FileNotFoundError`` or ``ValueError`` (a corrupt
+            checkpoint, a missing test set, a bad binding); the seeds tested before keep their results.
+    """
+    checkpoints = [folder / Path(checkpoint).name for folder in seed_dirs(Path(checkpoint).parent, seeds)]
+    for seed, path in zip(seeds, checkpoints):
+        if not path.is_file():
+            raise MissingSeedCheckpoint(seed, path)
+    for seed, path, out_dir in zip(seeds, checkpoints, seed_dirs(out, seeds)):
+        try:
+            test(path, out_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise SeedTestError(seed, err) from err
+    write_replicate_index(out, seeds[1:])
+    write_seed_summaries(out, seeds)
 
 
 def write_replicate_index(primary: Path, seeds: Sequence[int]) -> Path:

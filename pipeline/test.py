@@ -14,7 +14,7 @@ from pathlib import Path
 from metalearning.commands import test
 from metalearning.openmp import set_threads
 from metalearning.params import episode_set_names, rl_test_bindings, stage_launch, stage_params, task_threads
-from metalearning.replicates import replicate_dir, training_seeds, write_replicate_index, write_seed_summaries
+from metalearning.replicates import MissingSeedCheckpoint, SeedTestError, meta_test_seeds, training_seeds
 from metalearning.rundb.target import resolve_mongo_url
 from metalearning.shared_models import shared_protocol
 
@@ -39,28 +39,26 @@ try:  # rl.shared: this experiment's protocol on the models of another, which tr
 except (OSError, ValueError) as err:
     print(f"{Path(__file__).name}: error: {err}", file=sys.stderr)
     raise SystemExit(1) from None
-checkpoints = [args.checkpoint, *(replicate_dir(args.checkpoint.parent, s) / args.checkpoint.name for s in seeds[1:])]
-missing = [(seed, path) for seed, path in zip(seeds, checkpoints) if not path.is_file()]
-if missing:  # checked before any seed is tested: nothing already written is replaced by a partial set
-    seed, path = missing[0]
-    print(f"{Path(__file__).name}: error: {args.experiment}: {args.params} trains seeds {seeds}, but seed {seed}'s "
-          f"checkpoint {path} does not exist (train it with pipeline/train.py, or lower "
-          f"{args.task}.experiments.{args.experiment}.seeds)", file=sys.stderr)
-    raise SystemExit(1)
-for seed, checkpoint in zip(seeds, checkpoints):
-    out = args.out if seed == seeds[0] else replicate_dir(args.out, seed)
-    try:
-        if args.task == "sine":
-            test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
-        elif args.task == "rl":
-            test(checkpoint, out_dir=out, bindings=[*protocol, *rl_test_bindings(params, args.experiment, args.params)],
-                 mongo_url=mongo_url, device=device)
-        else:
-            for name in episode_set_names(params[args.task]["experiments"], args.experiment):
-                test(checkpoint, args.episodes_dir / f"{name}.pt", out_dir=out / name, mongo_url=mongo_url,
-                     device=device)
-    except (FileNotFoundError, ValueError) as err:  # a corrupt checkpoint, a missing test set, a bad binding
-        print(f"{Path(__file__).name}: error: {args.experiment}, seed {seed}: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-write_replicate_index(args.out, seeds[1:])
-write_seed_summaries(args.out, seeds)
+
+
+def test_seed(checkpoint: Path, out: Path) -> None:
+    """One training seed's model by the task family's protocol, into ``out``."""
+    if args.task == "sine":
+        test(checkpoint, args.test_set, out_dir=out, mongo_url=mongo_url, device=device)
+    elif args.task == "rl":
+        test(checkpoint, out_dir=out, bindings=[*protocol, *rl_test_bindings(params, args.experiment, args.params)],
+             mongo_url=mongo_url, device=device)
+    else:
+        for name in episode_set_names(params[args.task]["experiments"], args.experiment):
+            test(checkpoint, args.episodes_dir / f"{name}.pt", out_dir=out / name, mongo_url=mongo_url, device=device)
+
+
+try:
+    meta_test_seeds(args.checkpoint, args.out, seeds, test_seed)
+except MissingSeedCheckpoint as err:
+    print(f"{Path(__file__).name}: error: {args.experiment}: {args.params} trains seeds {seeds}, but {err} (train "
+          f"it with pipeline/train.py, or lower {args.task}.experiments.{args.experiment}.seeds)", file=sys.stderr)
+    raise SystemExit(1) from None
+except SeedTestError as err:
+    print(f"{Path(__file__).name}: error: {args.experiment}, seed {err.seed}: {err}", file=sys.stderr)
+    raise SystemExit(1) from None

@@ -11,9 +11,13 @@ import pytest
 from metalearning.evaluation import mean_t_ci95
 from metalearning.metrics_io import read_json, write_json
 from metalearning.replicates import (
+    MissingSeedCheckpoint,
+    SeedTestError,
+    meta_test_seeds,
     replicate_dir,
     replicate_seeds,
     run_parallel,
+    seed_dirs,
     seed_summary,
     training_seeds,
     write_replicate_index,
@@ -75,6 +79,50 @@ def test_the_replicate_index_round_trips_and_always_creates_the_folder(tmp_path)
     assert (tmp_path / "replicates").is_dir() and replicate_seeds(tmp_path) == []
     write_replicate_index(tmp_path, [1, 2])
     assert replicate_seeds(tmp_path) == [1, 2]
+
+
+def _seed_checkpoints(models, seeds):
+    for seed, folder in zip(seeds, seed_dirs(models, seeds)):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoint.pt").write_text(str(seed))
+    return models / "checkpoint.pt"
+
+
+def _fake_test(calls, fail_on=None):
+    def test(checkpoint, out):  # a meta-test whose result is the seed the checkpoint holds
+        seed = int(checkpoint.read_text())
+        calls.append((checkpoint, out))
+        if seed == fail_on:
+            raise ValueError(f"checkpoint {checkpoint} is unreadable or corrupt")
+        write_json(out / "metrics.json", {"5shot": {"mse": 1.0 + seed, "ci95": 0.1}})
+
+    return test
+
+
+def test_every_seed_is_meta_tested_into_its_folder_then_summarised(tmp_path):
+    assert seed_dirs(tmp_path, [3, 4, 5]) == [tmp_path, replicate_dir(tmp_path, 4), replicate_dir(tmp_path, 5)]
+    checkpoint, out, calls = _seed_checkpoints(tmp_path / "models", [3, 4, 5]), tmp_path / "metrics", []
+    meta_test_seeds(checkpoint, out, [3, 4, 5], _fake_test(calls))
+    assert calls == [(folder / "checkpoint.pt", metrics) for folder, metrics in
+                     zip(seed_dirs(tmp_path / "models", [3, 4, 5]), seed_dirs(out, [3, 4, 5]))]
+    assert replicate_seeds(out) == [4, 5]
+    summary = read_json(out / "seeds.json")
+    assert summary["seeds"] == [3, 4, 5] and summary["results"]["5shot"]["mse"] == pytest.approx(5.0)
+
+
+def test_a_missing_seed_checkpoint_stops_before_any_seed_is_tested(tmp_path):
+    checkpoint, calls = _seed_checkpoints(tmp_path / "models", [0, 1]), []
+    with pytest.raises(MissingSeedCheckpoint, match="seed 2's checkpoint .*seed2/checkpoint.pt does not exist") as err:
+        meta_test_seeds(checkpoint, tmp_path / "metrics", [0, 1, 2], _fake_test(calls))
+    assert err.value.seed == 2 and calls == [] and not (tmp_path / "metrics").exists()
+
+
+def test_a_failing_seed_is_named_and_the_seeds_before_it_keep_their_results(tmp_path):
+    checkpoint, calls = _seed_checkpoints(tmp_path / "models", [0, 1, 2]), []
+    with pytest.raises(SeedTestError, match="unreadable or corrupt") as err:
+        meta_test_seeds(checkpoint, tmp_path / "metrics", [0, 1, 2], _fake_test(calls, fail_on=1))
+    assert err.value.seed == 1 and len(calls) == 2
+    assert (tmp_path / "metrics" / "metrics.json").is_file() and not (tmp_path / "metrics" / "seeds.json").exists()
 
 
 def _python(code: str) -> list[str]:
