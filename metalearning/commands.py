@@ -89,15 +89,26 @@ def all_processes_ready() -> Iterator[None]:
                            "rank 0's error says why")
 
 
-def _claim(out_dir: Path, force: bool) -> None:
-    """Refuse an output folder holding another run's files, unless ``force`` (then remove them)."""
+def check_output_folder(out_dir: Path) -> None:
+    """Refuse an output folder holding another run's files (what :func:`train` does without ``force``).
+
+    Raises:
+        ValueError: one line naming the folder and some of the files in it.
+    """
     # hidden files are not a run's (DVC keeps a .gitignore for the cached checkpoint there), nor are
     # folders (a pipeline stage keeps its other training seeds' runs in replicates/)
+    out_dir = Path(out_dir)
     present = (sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".") and not p.is_dir())
                if out_dir.is_dir() else [])
-    if present and not force:
+    if present:
         raise ValueError(f"output folder {out_dir} is not empty ({', '.join(present[:5])}); choose another --out, "
                          "or pass --force to replace the run in it")
+
+
+def _claim(out_dir: Path, force: bool) -> None:
+    """Refuse an output folder holding another run's files, unless ``force`` (then remove them)."""
+    if not force:
+        check_output_folder(out_dir)
     for name in RUN_FILES if force else ():
         (out_dir / name).unlink(missing_ok=True)
 

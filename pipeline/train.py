@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from metalearning.commands import train
+from metalearning.commands import check_output_folder, train
 from metalearning.openmp import set_threads
 from metalearning.params import DATA_DIR, data_bindings, stage_launch, stage_params, stage_settings
-from metalearning.replicates import python_command, replicate_dir, run_parallel, training_seeds, write_replicate_index
+from metalearning.replicates import python_command, run_parallel, seed_dirs, training_seeds, write_replicate_index
 from metalearning.rundb.target import resolve_mongo_url
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -35,9 +35,8 @@ bindings = [*data_bindings(args.task, args.data_dir), *bindings]
 if args.seed is None:  # the stage: every training seed, each in its own process(es)
     seeds = training_seeds(params, args.task, args.experiment)
     base = [*sys.argv[1:]]
-    jobs = [python_command(__file__, *base, "--seed", str(seeds[0]))]
-    jobs += [python_command(__file__, *base, "--seed", str(s), "--out", str(replicate_dir(args.out, s)), "--quiet")
-             for s in seeds[1:]]
+    jobs = [python_command(__file__, *base, "--seed", str(seed), *(("--out", str(out), "--quiet") if i else ()))
+            for i, (seed, out) in enumerate(zip(seeds, seed_dirs(args.out, seeds)))]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         run_parallel(jobs, workers=cores // (threads * nproc))
@@ -46,9 +45,14 @@ if args.seed is None:  # the stage: every training seed, each in its own process
         raise SystemExit(1) from None
     write_replicate_index(args.out, seeds[1:])
     raise SystemExit(0)
-if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the seed's launcher: torchrun runs this script N times
-    os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
-set_threads(threads)
-train([config], bindings, seed=args.seed, out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params),
-      device=device, progress=not args.quiet)
+try:
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the seed's launcher: torchrun runs this script N times
+        check_output_folder(args.out)  # here, once, rather than in every process torchrun starts
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
+    set_threads(threads)
+    train([config], bindings, seed=args.seed, out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params),
+          device=device, progress=not args.quiet)
+except ValueError as err:  # the output folder holds another run, a bad binding
+    print(f"{Path(__file__).name}: error: {args.experiment}: {err}", file=sys.stderr)
+    raise SystemExit(1) from None

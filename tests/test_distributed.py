@@ -205,6 +205,26 @@ def test_a_training_stage_with_nproc_2_relaunches_itself_under_torchrun(tmp_path
     assert len(runs) == 1 and runs[0]["config"]["processes"] == 2
 
 
+def test_a_training_stage_with_nproc_2_refuses_a_used_output_folder_in_one_line(tmp_path):
+    """The launcher checks --out before it starts torchrun: one line, no rank's traceback, the
+    other run's file kept."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["profiles"]["cpu"].update(nproc=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "checkpoint.pt").write_bytes(b"another run's")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "METALEARNING_NUMERICS": params["numerics"]}
+    done = subprocess.run([sys.executable, str(REPO / "pipeline" / "train.py"), "--task", "sine", "--experiment",
+                           "maml_sine_5shot", "--out", "model", "--seed", "0"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip()
+    assert done.returncode == 1 and err.splitlines() == [err], err
+    assert err == ("train.py: error: maml_sine_5shot: output folder model is not empty (checkpoint.pt); choose "
+                   "another --out, or pass --force to replace the run in it")
+    assert (tmp_path / "model" / "checkpoint.pt").read_bytes() == b"another run's" and not (tmp_path / "runs").exists()
+
+
 def test_meta_rl_trains_in_two_processes_like_in_one(tmp_path):
     """Meta-RL under torchrun: each process rolls out its tasks; 4 meta-iterations (float32) match
     one process's run closely (the per-task baseline fits differ in the last float32 bits)."""
