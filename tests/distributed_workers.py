@@ -81,3 +81,42 @@ def train_command(rank: int, world: int, port: int, kwargs: dict, die_after: int
         commands.train(**kwargs)
     finally:
         distributed.shutdown()
+
+
+def homing_act(goals: torch.Tensor, trajectories: int):
+    """A policy (policy units: the env moves 0.1·a) heading for each row's goal at full speed,
+    with a little noise drawn from the sampler's generator (sharded or not)."""
+    from metalearning.rl.rollouts import normal_noise
+
+    targets = goals.repeat_interleave(trajectories, 0)
+
+    def act(observations, generator):
+        noise = normal_noise(generator, observations.shape, observations.dtype)
+        return (10 * (targets - observations)).clamp(-1, 1) + 1e-3 * noise
+
+    return act
+
+
+def sharded_navigation(rank: int, world: int, port: int, cases: list, out: str) -> None:
+    """``sample_navigation`` of each (goals [3, 2], horizon) case with 2 trajectories, this process's
+    tasks of the 3 (``world`` > 1: a ShardedGenerator); saves the episodes and the stream's state."""
+    from metalearning import distributed
+    from metalearning.core.shards import shard_bounds
+    from metalearning.rl.envs import BatchNavigation2D
+    from metalearning.rl.rollouts import ShardedGenerator, TaskShard, sample_navigation
+
+    if world > 1:
+        join(rank, world, port)
+        distributed.init_from_env(torch.device("cpu"))
+    results = []
+    for goals, horizon in cases:
+        goals = torch.tensor(goals)
+        start, stop = shard_bounds(len(goals), rank, world)
+        generator = torch.Generator().manual_seed(7)
+        sampler_generator = ShardedGenerator(generator, TaskShard(start, stop, len(goals))) if world > 1 else generator
+        episodes = sample_navigation(BatchNavigation2D(horizon=horizon), homing_act(goals[start:stop], 2),
+                                     goals[start:stop], None, 2, sampler_generator)
+        results.append({"episodes": [f.clone() for f in episodes], "state": generator.get_state(),
+                        "tasks": (start, stop)})
+    torch.save(results, Path(out) / f"navigation_{world}_{rank}.pt")
+    distributed.shutdown()

@@ -122,6 +122,32 @@ def test_two_processes_give_the_one_process_meta_update_for_every_algorithm_and_
             assert {k: shared[name]["scalars"][k] for k in before} == pytest.approx(before, rel=1e-12, abs=1e-12), name
 
 
+def test_sharded_navigation_rollouts_end_where_one_process_ends_them(tmp_path):
+    """Processes agree on when every episode has ended with one collective per
+    SHARDED_FINISH_CHECK steps: their episodes and random stream equal one process's, whether the
+    last episode ends before the first check (step 3), after it (step 13, on rank 1 only; rank 0's
+    ended at step 3), on a check step (10), or never (the horizon, 25)."""
+    from metalearning.rl.rollouts import SHARDED_FINISH_CHECK
+
+    assert SHARDED_FINISH_CHECK == 10  # the step counts below straddle its checks
+    cases = [([[0.25, 0.0], [0.0, 0.05], [-0.2, 0.1]], 40),  # ends at step 3, on both ranks
+             ([[0.25, 0.0], [0.0, 0.05], [0.0, 1.25]], 40),  # step 13, rank 1's task
+             ([[0.95, 0.0], [0.0, 0.05], [0.3, 0.0]], 40),   # step 10, rank 0's task
+             ([[5.0, 5.0], [0.0, 0.05], [0.3, 0.0]], 25)]    # the horizon
+    _spawn(workers.sharded_navigation, cases, str(tmp_path))
+    workers.sharded_navigation(0, 1, 0, cases, str(tmp_path))
+    one = torch.load(tmp_path / "navigation_1_0.pt")
+    ranks = [torch.load(tmp_path / f"navigation_2_{r}.pt") for r in range(2)]
+    lengths = [int(case["episodes"][3].sum(dim=1).max()) for case in one]  # mask: steps taken
+    assert lengths == [3, 13, 10, 25]
+    for index, single in enumerate(one):
+        for shared in ranks:
+            start, stop = shared[index]["tasks"]
+            for got, want in zip(shared[index]["episodes"], single["episodes"]):
+                assert torch.equal(got, want[start:stop]), (index, start)
+            assert torch.equal(shared[index]["state"], single["state"]), index  # the same draws taken
+
+
 def _train_kwargs(tmp_path: Path, name: str, extra=()) -> dict:
     return {"config_files": SINE, "bindings": [*SHORT, *extra], "seed": 3, "out_dir": tmp_path / name,
             "runs_dir": tmp_path / f"{name}_runs", "progress": False, "checkpoint_every": 5}

@@ -82,6 +82,19 @@ def all_finished(alive: Tensor, generator: torch.Generator | ShardedGenerator) -
     return finished
 
 
+SHARDED_FINISH_CHECK = 10  # steps between the processes' "has every episode ended?" collectives
+
+
+def global_end(alive_after: Sequence[bool]) -> int | None:
+    """The first of these steps after which no process has an episode alive (a collective: one
+    all-reduce for all of them), or ``None`` if some episode outlives them all."""
+    from metalearning import distributed
+
+    alive = distributed.reduced_sum(torch.tensor(alive_after, dtype=torch.float32))
+    ended = (alive == 0).nonzero()
+    return int(ended[0]) if len(ended) else None
+
+
 class Episodes(NamedTuple):
     """B trajectories of T steps (of one task, or with a leading task dimension of many).
 
@@ -143,16 +156,32 @@ def sample_navigation(env: BatchNavigation2D, act: ActFn, goals: Tensor, starts:
     Returns:
         Episodes with fields ``[tasks, T, B, ...]`` (``obs_dim = act_dim = 2``). Stops early, and
         zero-pads, once every episode has terminated.
+
+    Sharded over processes, the step after which every process's episodes have ended is found
+    with one collective per ``SHARDED_FINISH_CHECK`` steps rather than one per step: the steps
+    taken past it are dropped and the random stream is set back to where it was then (the env is
+    stateless), so the episodes and the stream are exactly one process's.
     """
+    sharded = isinstance(generator, ShardedGenerator)
     state = env.reset(goals, starts, trajectories)
-    steps = []
-    for _ in range(env.horizon):
+    steps, pending = [], []  # sharded: (a local episode alive after the step, the stream's state then)
+    for t in range(env.horizon):
         observations = state.positions
         actions = _act(act, observations, generator)
         state, rewards, mask = env.step(state, actions)
         steps.append(_masked_step(observations, actions, rewards, mask))
-        if all_finished(state.alive, generator):
-            break
+        if not sharded:
+            if not bool(state.alive.any()):
+                break
+            continue
+        pending.append((bool(state.alive.any()), generator.generator.get_state()))
+        if len(pending) == SHARDED_FINISH_CHECK or t == env.horizon - 1:
+            end = global_end([alive for alive, _ in pending])
+            if end is not None:
+                del steps[len(steps) - len(pending) + end + 1:]
+                generator.generator.set_state(pending[end][1])
+                break
+            pending = []
     return _stack_steps(steps, env.horizon)
 
 
