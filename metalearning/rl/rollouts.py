@@ -85,14 +85,33 @@ def all_finished(alive: Tensor, generator: torch.Generator | ShardedGenerator) -
 SHARDED_FINISH_CHECK = 10  # steps between the processes' "has every episode ended?" collectives
 
 
-def global_end(alive_after: Sequence[bool]) -> int | None:
-    """The first of these steps after which no process has an episode alive (a collective: one
-    all-reduce for all of them), or ``None`` if some episode outlives them all."""
-    from metalearning import distributed
+class DeferredEnd:
+    """When every process's episodes have ended, asked once per ``SHARDED_FINISH_CHECK`` steps (one
+    all-reduce) rather than after every step, for a sharded sampler of a stateless env: it keeps
+    the random stream's state after each step, so it can set the stream back to where one process
+    would have stopped."""
 
-    alive = distributed.reduced_sum(torch.tensor(alive_after, dtype=torch.float32))
-    ended = (alive == 0).nonzero()
-    return int(ended[0]) if len(ended) else None
+    def __init__(self, generator: ShardedGenerator, horizon: int):
+        self.generator, self.horizon = generator, horizon
+        self.pending: list[tuple[bool, Tensor]] = []  # (a local episode alive after the step, the stream's state)
+        self.checked = 0  # steps decided: some episode was alive after each
+
+    def steps_taken(self, alive: Tensor) -> int | None:
+        """Record one more step (``alive``: this process's episodes after it). ``None`` to go on;
+        else the number of steps one process takes, with the stream set back to its state then."""
+        from metalearning import distributed
+
+        self.pending.append((bool(alive.any()), self.generator.generator.get_state()))
+        if len(self.pending) < SHARDED_FINISH_CHECK and self.checked + len(self.pending) < self.horizon:
+            return None
+        flags = torch.tensor([flag for flag, _ in self.pending], dtype=torch.float32)
+        ended = (distributed.reduced_sum(flags) == 0).nonzero()
+        if not len(ended):
+            self.checked, self.pending = self.checked + len(self.pending), []
+            return None
+        end = int(ended[0])
+        self.generator.generator.set_state(self.pending[end][1])
+        return self.checked + end + 1
 
 
 class Episodes(NamedTuple):
@@ -162,26 +181,20 @@ def sample_navigation(env: BatchNavigation2D, act: ActFn, goals: Tensor, starts:
     taken past it are dropped and the random stream is set back to where it was then (the env is
     stateless), so the episodes and the stream are exactly one process's.
     """
-    sharded = isinstance(generator, ShardedGenerator)
+    deferred = DeferredEnd(generator, env.horizon) if isinstance(generator, ShardedGenerator) else None
     state = env.reset(goals, starts, trajectories)
-    steps, pending = [], []  # sharded: (a local episode alive after the step, the stream's state then)
-    for t in range(env.horizon):
+    steps = []
+    for _ in range(env.horizon):
         observations = state.positions
         actions = _act(act, observations, generator)
         state, rewards, mask = env.step(state, actions)
         steps.append(_masked_step(observations, actions, rewards, mask))
-        if not sharded:
-            if not bool(state.alive.any()):
+        if deferred is None:
+            if all_finished(state.alive, generator):
                 break
-            continue
-        pending.append((bool(state.alive.any()), generator.generator.get_state()))
-        if len(pending) == SHARDED_FINISH_CHECK or t == env.horizon - 1:
-            end = global_end([alive for alive, _ in pending])
-            if end is not None:
-                del steps[len(steps) - len(pending) + end + 1:]
-                generator.generator.set_state(pending[end][1])
-                break
-            pending = []
+        elif (taken := deferred.steps_taken(state.alive)) is not None:
+            del steps[taken:]
+            break
     return _stack_steps(steps, env.horizon)
 
 
