@@ -74,10 +74,14 @@ def _cpu() -> dict[str, Any]:
 
 def numerics_info() -> dict[str, Any]:
     """What a run record holds about its numerics: the mode, the pinning variables as set, ATen's
-    capability in use, the host CPU (model, SIMD flags) and torch's build configuration."""
+    capability in use, the host CPU (model, SIMD flags), torch's build configuration and the
+    malloc policy (:mod:`metalearning.allocator`: it changes speed, not bits)."""
     import torch
+
+    from metalearning import allocator
 
     return {"mode": os.environ.get(MODE_ENV, "native"),
             "environment": {k: os.environ.get(k) for k in (*PORTABLE, "MKL_ENABLE_INSTRUCTIONS", "OMP_WAIT_POLICY")},
             "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "malloc": allocator.applied(),  # mallopt values set (metalearning.allocator), empty: glibc's defaults
             "cpu": _cpu(), "torch": torch.__version__, "torch_build": torch.__config__.show()}
