@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("test", "meta-test a checkpoint of any family by its protocol",
                 "Meta-test a checkpoint by its task family's protocol (sine, few-shot images or meta-RL), "
-                "writing metrics.json and curves to --out and a Sacred run record to --runs-dir.")
+                "writing metrics.json and curves to --out and a Sacred run record to --runs-dir. Under torchrun "
+                "a meta-RL meta-test splits its new tasks over the processes (the same numbers as one process).")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt written by train")
     p.add_argument("--test-set", type=Path, default=None,
                    help="the fixed test set: sine, a split-sine file; few-shot, an episode set (meta-RL: none)")

@@ -204,10 +204,23 @@ def test(checkpoint: Path, test_set: Path | None = None, *, out_dir: Path, runs_
             episode set); meta-RL draws its new tasks from ``MetaRL.eval_seed`` and takes none.
         bindings: gin bindings applied over the stored config (e.g. ``MetaRL.eval_seed = 1``).
         device: where to meta-test (default: where the model was trained).
+
+    Under torchrun a family whose meta-test splits its work (``parallel_meta_test``: meta-RL)
+    runs it in every process, each with its share; only rank 0 records and writes.
+
+    Raises:
+        ValueError: under torchrun, a family whose meta-test runs in one process.
     """
     model, out_dir = load_model(checkpoint, bindings, device=device), Path(out_dir)
+    processes = join_processes()
+    if processes.size > 1 and not model.family.parallel_meta_test:
+        raise ValueError(f"the {model.family.kind} meta-test runs in one process, not in {processes.size}: run "
+                         "`metalearning test` without torchrun")
+    if not processes.writer:  # the other processes compute their share and write nothing
+        return model.family.meta_test(model, test_set).result
     config = {"seed": model.seed, "checkpoint": str(checkpoint), "gin_bindings": list(bindings),
-              "test_set": None if test_set is None else str(test_set), "gin": config_as_dict()}
+              "test_set": None if test_set is None else str(test_set), "processes": processes.size,
+              "gin": config_as_dict()}
 
     def body(run) -> dict:
         outcome = model.family.meta_test(model, test_set)

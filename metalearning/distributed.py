@@ -14,9 +14,10 @@ seconds (default 600) fails the run instead of hanging, e.g. when another rank d
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -60,6 +61,20 @@ def world() -> World:
 def launched_size() -> int:
     """The number of processes torchrun started this one among (1 outside torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's rank among those torchrun started (0 outside torchrun), before any group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def relaunch(script: str, argv: Sequence[str], nproc: int) -> None:
+    """Run ``script argv`` in ``nproc`` processes: outside torchrun with ``nproc > 1``, replace this
+    process by ``torchrun --standalone --nproc_per_node nproc script argv`` (a pipeline stage is
+    its own launcher); otherwise (one process, or already one of torchrun's) return."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  f"--nproc_per_node={nproc}", script, *argv])
 
 
 def init_from_env(device: torch.device) -> World:

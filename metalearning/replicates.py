@@ -59,11 +59,26 @@ class SeedTestError(RuntimeError):
         self.seed = seed
 
 
-def meta_test_seeds(checkpoint: Path, out: Path, seeds: Sequence[int], test: Callable[[Path, Path], Any]) -> None:
-    """Meta-test every training seed's model: ``test(checkpoint, out_dir)`` for the primary's
-    ``checkpoint`` into ``out`` and for each replicate's (the same file name in its
-    :func:`replicate_dir` beside it) into its folder under ``out``; then the replicate index and
-    the across-seed summaries (:func:`write_seed_summaries`).
+def seed_checkpoints(checkpoint: Path, seeds: Sequence[int]) -> list[Path]:
+    """Every training seed's checkpoint: the primary's ``checkpoint``, then each replicate's (the
+    same file name in its :func:`replicate_dir` beside it).
+
+    Raises:
+        MissingSeedCheckpoint: the first seed whose checkpoint does not exist.
+    """
+    checkpoints = [folder / Path(checkpoint).name for folder in seed_dirs(Path(checkpoint).parent, seeds)]
+    for seed, path in zip(seeds, checkpoints):
+        if not path.is_file():
+            raise MissingSeedCheckpoint(seed, path)
+    return checkpoints
+
+
+def meta_test_seeds(checkpoint: Path, out: Path, seeds: Sequence[int], test: Callable[[Path, Path], Any], *,
+                    summarise: bool = True) -> None:
+    """Meta-test every training seed's model (:func:`seed_checkpoints`): ``test(checkpoint,
+    out_dir)`` for the primary's into ``out`` and for each replicate's into its folder under
+    ``out``; then, if ``summarise`` (the writing process of several), the replicate index and the
+    across-seed summaries (:func:`write_seed_summaries`).
 
     Raises:
         MissingSeedCheckpoint: a seed's checkpoint does not exist; raised before any seed is
@@ -71,17 +86,15 @@ def meta_test_seeds(checkpoint: Path, out: Path, seeds: Sequence[int], test: Cal
         SeedTestError: ``test`` raised ``FileNotFoundError`` or ``ValueError`` (a corrupt
             checkpoint, a missing test set, a bad binding); the seeds tested before keep their results.
     """
-    checkpoints = [folder / Path(checkpoint).name for folder in seed_dirs(Path(checkpoint).parent, seeds)]
-    for seed, path in zip(seeds, checkpoints):
-        if not path.is_file():
-            raise MissingSeedCheckpoint(seed, path)
+    checkpoints = seed_checkpoints(checkpoint, seeds)
     for seed, path, out_dir in zip(seeds, checkpoints, seed_dirs(out, seeds)):
         try:
             test(path, out_dir)
         except (FileNotFoundError, ValueError) as err:
             raise SeedTestError(seed, err) from err
-    write_replicate_index(out, seeds[1:])
-    write_seed_summaries(out, seeds)
+    if summarise:
+        write_replicate_index(out, seeds[1:])
+        write_seed_summaries(out, seeds)
 
 
 def write_replicate_index(primary: Path, seeds: Sequence[int]) -> Path:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from metalearning.commands import check_output_folder, train
+from metalearning.distributed import launched_size, relaunch
 from metalearning.openmp import set_threads
 from metalearning.params import DATA_DIR, data_bindings, stage_launch, stage_params, stage_settings
 from metalearning.replicates import python_command, run_parallel, seed_dirs, training_seeds, write_replicate_index
@@ -46,10 +47,9 @@ if args.seed is None:  # the stage: every training seed, each in its own process
     write_replicate_index(args.out, seeds[1:])
     raise SystemExit(0)
 try:
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # the seed's launcher: torchrun runs this script N times
+    if nproc > 1 and launched_size() == 1:  # the seed's launcher: torchrun runs this script N times
         check_output_folder(args.out)  # here, once, rather than in every process torchrun starts
-        os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                  f"--nproc_per_node={nproc}", __file__, *sys.argv[1:]])
+        relaunch(__file__, sys.argv[1:], nproc)
     set_threads(threads)
     train([config], bindings, seed=args.seed, out_dir=args.out, mongo_url=resolve_mongo_url(params_path=args.params),
           device=device, progress=not args.quiet)

@@ -275,3 +275,62 @@ def test_meta_batch_chunks_give_the_same_training(tmp_path):
     p1, p2 = (load_checkpoint(tmp_path / d / "checkpoint.pt")["meta_params"]["theta"] for d in ("whole", "chunked"))
     for k in p1:
         torch.testing.assert_close(p2[k], p1[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_meta_rl_meta_test_in_two_processes_writes_one_process_files(tmp_path):
+    """``torchrun ... metalearning test`` on a meta-RL model: each process rolls out and adapts its
+    share of every chunk of new tasks (7 tasks in chunks of 4 and 3, split 2 + 2 and 2 + 1), and
+    rank 0 writes the files one process writes, with one Sacred record. The same tasks and noise:
+    the numbers differ at most by float32 rounding (the policy's products on 6 rows instead of 12
+    may take another kernel; at the pipeline's sizes the files are byte-identical)."""
+    from tests.test_families import RL_NAV, RL_TINY
+
+    commands.train([RL_NAV], RL_TINY, seed=1, out_dir=tmp_path / "model", runs_dir=tmp_path / "train_runs",
+                   progress=False)
+    checkpoint = tmp_path / "model" / "checkpoint.pt"
+    bindings = ["eval_tasks = 7", "meta_test/AdaptationEval.chunk_size = 4", "eval_trajectories = 3",
+                "BatchNavigation2D.horizon = 30"]
+    commands.test(checkpoint, out_dir=tmp_path / "one", runs_dir=tmp_path / "runs1", bindings=bindings)
+    _torchrun(tmp_path, "test", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "two"), "--runs-dir",
+              str(tmp_path / "runs2"), *[a for b in bindings for a in ("--bind", b)])
+    files = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert files == ["curves.json", "metrics.json", "trajectories.json"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == files
+    one, two = ({name: json.loads((tmp_path / d / name).read_text()) for name in files} for d in ("one", "two"))
+    assert two["trajectories.json"] == one["trajectories.json"]  # the plotted paths: one process's in each
+    for key, value in one["metrics.json"].items():
+        assert two["metrics.json"][key] == (pytest.approx(value, rel=1e-5) if isinstance(value, dict) else value), key
+    assert one["metrics.json"]["tasks"] == 7
+    for key, value in one["curves.json"].items():
+        assert two["curves.json"][key] == (pytest.approx(value, rel=1e-5) if key.startswith("return_") else value), key
+    runs = _records(tmp_path / "runs2")
+    assert len(runs) == 1 and runs[0]["config"]["processes"] == 2 and runs[0]["status"] == "COMPLETED"
+    assert _records(tmp_path / "runs1")[0]["config"]["processes"] == 1
+
+
+def test_a_meta_test_that_runs_in_one_process_refuses_several(tmp_path, monkeypatch):
+    """Sine's and few-shot's meta-tests are not split: under torchrun ``test`` says so in one line,
+    before anything is recorded."""
+    from metalearning import distributed
+
+    commands.train(**_train_kwargs(tmp_path, "sine", ["MetaTrainer.meta_iterations = 1"]))
+    monkeypatch.setattr(commands, "join_processes", lambda: distributed.World(0, 2))
+    test_set = tmp_path / "sine_test.pt"
+    with pytest.raises(ValueError, match=r"^the sine meta-test runs in one process, not in 2: run `metalearning "
+                                         r"test` without torchrun$"):
+        commands.test(tmp_path / "sine" / "checkpoint.pt", test_set, out_dir=tmp_path / "t", runs_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+
+
+def test_a_batch_with_fewer_tasks_than_processes_is_refused(monkeypatch):
+    from metalearning import distributed
+    from metalearning.rl.meta_rl import process_share
+
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(1, 3))
+    goals = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"^2 tasks cannot be split over 3 processes \(each needs at least one\): "
+                                         r"sample more tasks at once or run fewer processes$"):
+        process_share(goals, torch.Generator())
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(2, 3))
+    share, generator = process_share(torch.arange(8.0).view(4, 2), torch.Generator())
+    assert share.tolist() == [[6.0, 7.0]] and generator.shard == (3, 4, 4)

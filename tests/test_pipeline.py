@@ -117,6 +117,24 @@ def test_a_shared_rl_experiment_is_meta_tested_on_the_other_model_with_its_own_p
     assert "| `maml_nav2d` | MAML |" in report
 
 
+def test_meta_rl_meta_tests_run_in_rl_nproc_processes(pipeline_dir):
+    """params.yaml ``rl.nproc`` = 2: the RL meta-test stages relaunch themselves under torchrun and
+    split the new tasks (3 here: 2 + 1); one Sacred record per meta-test, rank 0's. The other
+    families' meta-tests run in one process."""
+    import json
+
+    tests = []
+    for run in (p for p in (pipeline_dir / "runs").iterdir() if p.name.isdigit()):
+        record = json.loads((run / "run.json").read_text())
+        if record["experiment"]["name"] == "meta-test":
+            tests.append((json.loads((run / "config.json").read_text()), record["status"]))
+    rl = sorted(Path(config["checkpoint"]).parent.name for config, _ in tests if "/rl/" in config["checkpoint"])
+    assert rl == ["maml_nav2d_fixed", "maml_nav2d_fixed", "random_nav2d"]  # maml_nav2d (shared) on the first's
+    for config, status in tests:
+        assert status == "COMPLETED"
+        assert config["processes"] == (2 if "/rl/" in config["checkpoint"] else 1), config["checkpoint"]
+
+
 def test_training_seeds_are_a_pipeline_axis(pipeline_dir):
     """maml_sine_5shot has `seeds: 2`: seed 1 trains into replicates/seed1, is meta-tested beside the
     primary, and seeds.json and the report give the mean across both seeds."""

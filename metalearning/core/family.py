@@ -55,10 +55,14 @@ class TaskFamily(Protocol):
         selects_best: the trainer keeps the meta-parameters with the best score and the meta-test
             uses them: meta-RL's :attr:`MetaBatch.score`, or a few-shot family's validation metric
             ``select_on`` at each logged point; otherwise the final ones.
+        parallel_meta_test: the meta-test splits its work over torchrun's processes (meta-RL:
+            each rolls out and adapts a share of every chunk of new tasks, with the tasks and noise
+            of one process); otherwise it runs in one process.
     """
 
     kind: str
     selects_best: bool
+    parallel_meta_test: bool
 
     def meta_batch(self, trainer: MetaTrainer, meta_params: MetaParams, n: int,
                    generator: torch.Generator) -> MetaBatch:

@@ -34,7 +34,6 @@ from typing import Any, Callable, NamedTuple, Protocol
 import gin
 import torch
 from torch import Tensor, nn
-from torch.utils import _pytree as pytree
 
 from metalearning import distributed
 from metalearning.core.adapt import LossFn, Params
@@ -59,6 +58,42 @@ class RLTasks(Protocol):
     def rollout(self, act: ActFn, tasks: Any, trajectories: int, generator: torch.Generator) -> EpisodesLike:
         """``trajectories`` episodes per task; fields ``[num_tasks, T, B, ...]``; ``act`` sees the
         observations of all tasks stacked task-major (``make_task_act``)."""
+
+
+def process_share(tasks: Any, generator: torch.Generator) -> tuple[Any, torch.Generator | ShardedGenerator]:
+    """The tasks of a batch this process rolls out, and the generator to roll them out with.
+
+    One process: all of them, with ``generator``. Under torchrun: its contiguous share
+    (:func:`~metalearning.core.shards.shard_bounds`) with a :class:`ShardedGenerator`, which draws
+    the noise one process would draw for the whole batch and keeps this share's rows, so the
+    processes together sample one process's episodes (the policy's matrix products on fewer rows
+    may round differently in float32: at the papers' sizes the meta-tests' numbers are the same
+    bits in 1 and 2 processes on the 2-core machine, at toy sizes they differ by ~1e-7).
+
+    Raises:
+        ValueError: fewer tasks than processes (a process would have none to roll out).
+    """
+    processes = distributed.world()
+    if processes.size == 1:
+        return tasks, generator
+    n = num_tasks(tasks)
+    if n < processes.size:
+        raise ValueError(f"{n} tasks cannot be split over {processes.size} processes (each needs at least one): "
+                         "sample more tasks at once or run fewer processes")
+    shard = TaskShard(*shard_bounds(n, processes.rank, processes.size), n)
+    return task_slice(tasks, shard.start, shard.stop), ShardedGenerator(generator, shard)
+
+
+def gathered(local: Tensor, generator: torch.Generator | ShardedGenerator) -> Tensor:
+    """Per-task rows of this process's share (``local``, from :func:`process_share`'s generator)
+    as the whole batch's rows, on every process: each process fills its rows, zeros elsewhere,
+    and a sum over the processes adds only exact zeros, so the rows keep their bits."""
+    if not isinstance(generator, ShardedGenerator):
+        return local
+    start, stop, total = generator.shard
+    whole = local.new_zeros((total, *local.shape[1:]))
+    whole[start:stop] = local
+    return distributed.reduced_sum(whole)
 
 
 class RLTask(NamedTuple):
@@ -182,6 +217,7 @@ class MetaRL:
 
     kind = "rl"
     selects_best = True  # maml.md A.2: "the model with the best average return during training"
+    parallel_meta_test = True  # AdaptationEval.returns: each process takes a share of every chunk of new tasks
     score_name = "post_update_return"
 
     def __init__(self, *, tasks: RLTasks, support_trajectories: int, query_trajectories: int, gamma: float,
@@ -222,16 +258,9 @@ class MetaRL:
 
     def meta_batch(self, trainer: Any, meta_params: MetaParams, n: int, generator: torch.Generator) -> MetaBatch:
         """``n`` new tasks rolled out before and after adaptation; the post-update return is the score."""
-        tasks = self.tasks.sample_tasks(n, generator)
-        processes = distributed.world()
-        if processes.size == 1:
-            batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params, tasks, generator)
-            means = returns.mean(0)
-        else:  # this process rolls out its tasks, with the noise one process would draw for them
-            shard = TaskShard(*shard_bounds(n, processes.rank, processes.size), n)
-            batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params,
-                                         task_slice(tasks, shard.start, shard.stop), ShardedGenerator(generator, shard))
-            means = distributed.reduced_sum(returns.sum(0)) / n
+        tasks, generator = process_share(self.tasks.sample_tasks(n, generator), generator)
+        batch, returns = self.sample(trainer.learner, trainer.algorithm, meta_params, tasks, generator)
+        means = returns.mean(0) if distributed.world().size == 1 else distributed.reduced_sum(returns.sum(0)) / n
         pre, post = float(means[0]), float(means[-1])
         return MetaBatch(batch, {"meta_train.pre_update_return": pre, "meta_train.post_update_return": post}, post)
 
@@ -298,7 +327,8 @@ class AdaptationEval:
         trajectories: episodes per step (maml.md §5.3: 40 for the curve; meta-sgd.md: 20).
         later_steps_lr_scale: α multiplier after the first step (maml.md A.2: 0.5; 1.0 keeps α).
         chunk_size: tasks sampled and adapted at once (bounds memory; results do not depend on it
-            except through the order random numbers are drawn).
+            except through the order random numbers are drawn). Under torchrun the processes
+            split every chunk, so a chunk needs at least one task per process.
         paper: the paper whose protocol this is (``"maml"``: maml.md Fig. 4 / Table 4-5;
             ``"metasgd"``: meta-sgd.md Table 4), recorded with the results: the report compares
             each result with that paper's numbers.
@@ -317,7 +347,8 @@ class AdaptationEval:
 
         All ``num_tasks`` tasks are drawn from ``generator`` first, so every model evaluated
         with the same seed meets the same tasks; each chunk's episodes then come from its own
-        generator seeded from ``generator``.
+        generator seeded from ``generator``. Under torchrun every process rolls out and adapts
+        its share of each chunk's tasks (:func:`process_share`) and all get every task's returns.
         """
         meta_rl = trainer.tasks
         algo = trainer.algorithm if algorithm is None else algorithm
@@ -325,13 +356,13 @@ class AdaptationEval:
         episode_seed = int(torch.randint(2**62, (1,), generator=generator))
         chunks = []
         for index, start in enumerate(range(0, self.num_tasks, self.chunk_size)):
-            task_batch = pytree.tree_map(lambda t: t[start : start + self.chunk_size], all_tasks)
-            chunks.append(adaptation_returns(
+            task_batch, chunk_generator = process_share(task_slice(all_tasks, start, start + self.chunk_size),
+                                                        torch.Generator().manual_seed(episode_seed + index))
+            chunks.append(gathered(adaptation_returns(
                 trainer.learner, algo, meta_params, meta_rl.tasks, task_batch, steps=algo.eval_inner_steps,
                 trajectories=self.trajectories, gamma=meta_rl.gamma, gae_lambda=meta_rl.gae_lambda,
-                later_steps_lr_scale=self.later_steps_lr_scale,
-                generator=torch.Generator().manual_seed(episode_seed + index),
-            ))
+                later_steps_lr_scale=self.later_steps_lr_scale, generator=chunk_generator,
+            ), chunk_generator))
         return torch.cat(chunks)
 
     def summary(self, returns: Tensor) -> dict[str, list[float]]:

@@ -25,6 +25,7 @@ class SupervisedFamily:
 
     kind: str
     selects_best = False
+    parallel_meta_test = False  # a fixed test set, evaluated in one process
     criterion: Callable[[Tensor, Tensor], Tensor]
     metrics: dict[str, Callable[[Tensor, Tensor], Tensor]]
 
