@@ -106,11 +106,12 @@ def shutdown() -> None:
 
 
 def all_reduce_sum(tensors: Iterable[Tensor]) -> None:
-    """Sum every tensor over the processes, in place, with one collective (flattened)."""
+    """Sum every tensor over the processes, in place, with one collective (flattened; on the
+    backend's device, so NCCL also sums CPU tensors such as meta-RL's returns)."""
     tensors = list(tensors)
     if world().size == 1 or not tensors:
         return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
+    flat = torch.cat([t.reshape(-1).to(_collective_device()) for t in tensors])
     _collective(dist.all_reduce, flat)
     offset = 0
     for t in tensors:
