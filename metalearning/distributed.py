@@ -72,7 +72,7 @@ def relaunch(script: str, argv: Sequence[str], nproc: int) -> None:
     """Run ``script argv`` in ``nproc`` processes: outside torchrun with ``nproc > 1``, replace this
     process by ``torchrun --standalone --nproc_per_node nproc script argv`` (a pipeline stage is
     its own launcher); otherwise (one process, or already one of torchrun's) return."""
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if nproc > 1 and launched_size() == 1:
         os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                   f"--nproc_per_node={nproc}", script, *argv])
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from metalearning import distributed
 from metalearning.core.algorithms import MetaParams, method_label
 from metalearning.core.family import MetaTestResult
 from metalearning.rl.envs.navigation import velocity
@@ -127,14 +128,15 @@ def evaluate(model: Model, meta_params: MetaParams | None = None) -> Tensor:
 def meta_test(model: Model, test_set: Any) -> MetaTestResult:
     """Return ± 95% CI after each number of PG steps on the family's seeded new tasks
     (``metrics.json``, ``curves.json``) and the plotted paths (``trajectories.json``; no tasks
-    for families other than navigation). The tasks come from ``MetaRL.eval_seed``, not a file."""
+    for families other than navigation, and on processes other than rank 0, which write nothing). The
+    tasks come from ``MetaRL.eval_seed``, not a file."""
     if test_set is not None:
         raise ValueError(f"a meta-RL meta-test draws new tasks from MetaRL.eval_seed; it takes no test set "
                          f"({test_set}): bind 'MetaRL.eval_seed = N' to change them")
     summary = model.family.evaluation.summary(evaluate(model))
     metrics = step_metrics(summary)
     paths = {"tasks": []}
-    if isinstance(model.family.tasks, NavigationFamily):
+    if isinstance(model.family.tasks, NavigationFamily) and distributed.world().writer:  # only rank 0 writes them
         paths = navigation_paths(model, torch.Generator().manual_seed(model.family.eval_seed + PATHS_SEED_OFFSET))
     files = {"metrics.json": {**metrics, **protocol(model)},
              "curves.json": {"setting": describe(model),
