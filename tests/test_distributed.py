@@ -89,7 +89,8 @@ def test_shard_bounds_cover_the_meta_batch_once():
 def test_two_processes_give_the_one_process_meta_update_for_every_algorithm_and_family(tmp_path):
     """float64, one meta-iteration of 3 tasks (shares of 2 and 1): the gradient rule's meta-gradient
     and, for meta-RL, the rollouts' returns and TRPO's update (its gradient, CG on the summed
-    Hessian-vector products, the line search on summed losses) equal one process's to 1e-12."""
+    Hessian-vector products, the line search on summed losses, also in batches of trials) equal
+    one process's to 1e-12."""
     cases = []
     for family in FAMILIES:
         for algo in ALGORITHMS:
@@ -100,11 +101,13 @@ def test_two_processes_give_the_one_process_meta_update_for_every_algorithm_and_
             if (algo, family) == ("reptile", "fewshot"):  # persistent moments chain the tasks: one process only
                 bindings = [*bindings, "Reptile.persistent_moments = False"]
             cases.append((f"{algo}-{family}", configs, [*bindings, size]))
+            if (algo, family) == ("maml", "rl"):  # the line search's trials in batches: summed [2, trials]
+                cases.append(("maml-rl-ls_batch", configs, [*bindings, size, "TRPO.ls_batch = 3"]))
     _spawn(workers.float64_meta_gradients, cases, str(tmp_path))
     workers.float64_meta_gradients(0, 1, 0, cases, str(tmp_path))
     one = torch.load(tmp_path / "grads_1_0.pt")
     ranks = [torch.load(tmp_path / f"grads_2_{r}.pt") for r in range(2)]
-    assert len(one) == 16
+    assert len(one) == 17
     for name, single in one.items():
         assert single["params"][0].dtype == torch.float64
         assert any((p - q).abs().max() > 0 for p, q in zip(single["params"], single["initial"])), name  # a step

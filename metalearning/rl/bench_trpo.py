@@ -14,8 +14,10 @@ Phases of the TRPO step (:meth:`~metalearning.rl.trpo.TRPO.step` is exactly thes
 * ``line search``: backtracking, one objective evaluation per trial.
 
 Also printed: the largest relative difference of each method's step from the direct one's (the
-exact methods agree to rounding; finite differences to their approximation). Not a test:
-timings are noisy.
+exact methods agree to rounding; finite differences to their approximation); and the line search
+with ``TRPO.ls_batch`` trials per pass (:func:`~metalearning.rl.trpo.backtracking_line_search`)
+on the same full steps: its time, passes, trials evaluated, and whether it accepted the
+sequential search's step. Not a test: timings are noisy.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from metalearning.training import MetaTrainer, init_state
 EXPERIMENTS = ("maml_nav2d", "metasgd_nav2d_fixed")
 CONFIG_DIR = Path("configs/rl/experiments")
 PHASES = ("setup", "cg", "line search")
+LS_BATCHES = (1, 2, 4)
 
 
 def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
@@ -49,11 +52,34 @@ def trpo_phases(trpo: Any, objective: SplitObjective, flat: Tensor) -> tuple[Ten
     (loss, g, hvp), setup = _timed(trpo.gradient_and_hvp, objective, flat)
     full_step, cg = _timed(trpo.step_direction, g, hvp)
     (new, _), search = _timed(backtracking_line_search, objective, flat, full_step, float(loss), max_kl=trpo.max_kl,
-                              backtrack_ratio=trpo.ls_backtrack_ratio, max_steps=trpo.ls_max_steps)
+                              backtrack_ratio=trpo.ls_backtrack_ratio, max_steps=trpo.ls_max_steps,
+                              batch=trpo.ls_batch)
     return new, {"setup": setup, "cg": cg, "line search": search}
 
 
-def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindings: Sequence[str] = ()) -> None:
+def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, batches: Sequence[int],
+                     order: Sequence[int]) -> dict[int, tuple[float, int, float, Tensor]]:
+    """The line search of one TRPO step with every ``TRPO.ls_batch`` in ``batches``, run in
+    ``order``: batch -> (seconds, passes over the objective, trials evaluated, new flat)."""
+    loss, g, hvp = trpo.gradient_and_hvp(objective, flat)
+    full_step = trpo.step_direction(g, hvp)
+    rows = {}
+    for batch in order:
+        passes = []
+
+        def counted(x: Tensor) -> tuple[Tensor, Tensor]:
+            passes.append(x)  # once per pass: a vmap pass calls it once with every trial in it
+            return objective(x)
+
+        (new, _), seconds = _timed(backtracking_line_search, counted, flat, full_step, float(loss),
+                                   max_kl=trpo.max_kl, backtrack_ratio=trpo.ls_backtrack_ratio,
+                                   max_steps=trpo.ls_max_steps, batch=batch)
+        rows[batch] = (seconds, len(passes), float(min(len(passes) * batch, trpo.ls_max_steps)), new)
+    return rows
+
+
+def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindings: Sequence[str] = (),
+                     ls_batches: Sequence[int] = LS_BATCHES) -> None:
     """Print the phase medians (ms) of every method on ``iterations`` meta-batches of the
     experiment file ``path``."""
     cfg.load_config([path], bindings)
@@ -68,6 +94,7 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
         rollouts.append(seconds)
     times: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PHASES} for m in methods}
     steps: dict[str, list[Tensor]] = {m: [] for m in methods}
+    searches: dict[int, list[tuple[float, int, float, Tensor]]] = {b: [] for b in ls_batches}
     for index, tasks in enumerate(batches):
         inner, outer = family.objective_parts(trainer, tasks)
         objective = SplitObjective(lambda x, inner=inner: inner(unflatten(x, meta_params)), outer)
@@ -79,6 +106,12 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
                 for phase, seconds in phases.items():
                     times[method][phase].append(seconds)
             steps[method].append(new - flat)
+        if index:
+            shift = index % len(ls_batches)
+            rows = line_search_rows(trainer.outer_rule, objective, flat, ls_batches,
+                                    list(ls_batches[shift:]) + list(ls_batches[:shift]))
+            for batch, row in rows.items():
+                searches[batch].append(row)
     rollout_ms = 1000 * statistics.median(rollouts[1:])
     reference = "direct" if "direct" in methods else methods[0]
     print(f"\n{name}: {trainer.meta_batch_size} tasks x {family.support_trajectories} trajectories, "
@@ -92,6 +125,18 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
         diff = max(float((a - b).norm() / b.norm().clamp_min(1e-30))
                    for a, b in zip(steps[method], steps[reference]))
         print(f"{method:<18}{cells}{totals[method]:>15.0f}{totals[reference] / totals[method]:>11.2f}x{diff:>20.1e}")
+    sequential = ls_batches[0]
+    print(f"line search of the {trainer.outer_rule.hvp} step by trials per pass (TRPO.ls_batch), median ms and "
+          f"mean passes / trials evaluated per step")
+    print(f"{'ls_batch':<18}{'ms':>15}{'passes':>15}{'trials':>15}{'x ls_batch ' + str(sequential):>16}"
+          f"{'same step':>12}")
+    median_ms = {b: 1000 * statistics.median(row[0] for row in searches[b]) for b in ls_batches}
+    for batch in ls_batches:
+        rows = searches[batch]
+        same = all(torch.equal(row[3], ref[3]) for row, ref in zip(rows, searches[sequential]))
+        print(f"{batch:<18}{median_ms[batch]:>15.0f}{statistics.mean(r[1] for r in rows):>15.1f}"
+              f"{statistics.mean(r[2] for r in rows):>15.1f}{median_ms[sequential] / median_ms[batch]:>15.2f}x"
+              f"{'yes' if same else 'no':>12}")
 
 
 def main(configs: Sequence[Path] = (), bindings: Sequence[str] = (), iterations: int | None = None,

@@ -193,17 +193,31 @@ class TRPOStats(NamedTuple):
 
 
 def backtracking_line_search(objective: Objective, flat: Tensor, full_step: Tensor, loss_before: float, *,
-                             max_kl: float, backtrack_ratio: float, max_steps: int,
+                             max_kl: float, backtrack_ratio: float, max_steps: int, batch: int = 1,
                              reduce: Reduce = distributed.reduced_sum) -> tuple[Tensor, TRPOStats]:
     """Try ``flat + ratio^j · full_step`` for j = 0, 1, …; accept the first that lowers the loss
-    with KL ≤ ``max_kl``; keep ``flat`` if none does (rllab's rule)."""
+    with KL ≤ ``max_kl``; keep ``flat`` if none does (rllab's rule).
+
+    ``batch`` trials are evaluated together: one ``vmap`` pass of ``objective`` over the
+    candidates j … j + batch − 1 and one reduction over the processes, then the rule is applied
+    to them in order, so the accepted trial is the first acceptable one as in the sequential
+    search (whose bits ``batch=1`` gives). A batched pass computes the same values with batched
+    GEMMs, equal up to float rounding: a trial exactly at a threshold could be judged otherwise.
+    The trials a batch evaluates beyond the accepted one are extra work; what a batch saves is
+    passes and reductions (latency), not arithmetic.
+    """
     with torch.no_grad():
-        for j in range(max_steps):
-            fraction = backtrack_ratio**j
-            candidate = flat + fraction * full_step
-            loss, kl = (float(v) for v in reduce(torch.stack(objective(candidate))))
-            if loss < loss_before and kl <= max_kl:
-                return candidate, TRPOStats(loss_before, loss, kl, fraction, math.nan)
+        for first in range(0, max_steps, batch):
+            fractions = [backtrack_ratio**j for j in range(first, min(first + batch, max_steps))]
+            if len(fractions) == 1:
+                values = torch.stack(objective(flat + fractions[0] * full_step))[:, None]
+            else:
+                candidates = torch.stack([flat + fraction * full_step for fraction in fractions])
+                values = torch.stack(torch.func.vmap(objective)(candidates))
+            losses, kls = reduce(values).tolist()  # [2, trials]: summed over the processes
+            for fraction, loss, kl in zip(fractions, losses, kls):
+                if loss < loss_before and kl <= max_kl:
+                    return flat + fraction * full_step, TRPOStats(loss_before, loss, kl, fraction, math.nan)
     return flat, TRPOStats(loss_before, loss_before, 0.0, 0.0, math.nan)
 
 
@@ -218,6 +232,8 @@ class TRPO:
         cg_damping: λ added to the KL Hessian, ``H + λI`` (1e-5 in pytorch-maml-rl and rllab).
         ls_backtrack_ratio: step shrink factor of the line search.
         ls_max_steps: line-search trials (15).
+        ls_batch: line-search trials evaluated in one pass (:func:`backtracking_line_search`);
+            1 (default) evaluates one at a time, as rllab.
         hvp: how the KL's Hessian-vector products are computed (module docstring):
             ``"composed"`` (exact; needs a :class:`SplitObjective`, else ``"direct"`` is used),
             ``"direct"`` (exact) or ``"finite_difference"`` (MAML's code).
@@ -233,10 +249,13 @@ class TRPO:
     ls_max_steps: int
     hvp: str = "composed"
     fd_base_eps: float = 1.0
+    ls_batch: int = 1
 
     def __post_init__(self):
         if self.hvp not in HVP_METHODS:
             raise ValueError(f"TRPO.hvp must be one of {HVP_METHODS}, got {self.hvp!r}")
+        if not isinstance(self.ls_batch, int) or isinstance(self.ls_batch, bool) or self.ls_batch < 1:
+            raise ValueError(f"TRPO.ls_batch must be a positive integer, got {self.ls_batch!r}")
 
     def gradient_and_hvp(self, objective: Objective, x: Tensor) -> tuple[Tensor, Tensor, HVP]:
         """(this process's loss share, its gradient g, its ``v ↦ H v`` without damping) at ``x``."""
@@ -282,7 +301,8 @@ class TRPO:
         full_step = self.step_direction(g, local_hvp, reduce)
         new, stats = backtracking_line_search(
             objective, x, full_step.detach(), float(reduce(loss)), max_kl=self.max_kl,
-            backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps, reduce=reduce,
+            backtrack_ratio=self.ls_backtrack_ratio, max_steps=self.ls_max_steps, batch=self.ls_batch,
+            reduce=reduce,
         )
         return new, stats._replace(grad_norm=float(g.norm()))
 

@@ -25,7 +25,15 @@ from metalearning.rl.meta_rl import (
 )
 from metalearning.rl.policy import GaussianMLPPolicy
 from metalearning.rl.task_families import LocomotionFamily, NavigationFamily
-from metalearning.rl.trpo import TRPO, SplitObjective, composed_gradient_and_hvp, flatten, kl_hvp, unflatten
+from metalearning.rl.trpo import (
+    TRPO,
+    SplitObjective,
+    backtracking_line_search,
+    composed_gradient_and_hvp,
+    flatten,
+    kl_hvp,
+    unflatten,
+)
 from metalearning.training import MetaTrainer, init_state, meta_train
 
 TASKS, T, B = 3, 4, 5
@@ -208,6 +216,51 @@ def test_trpo_step_is_the_same_with_every_hvp_method(problem, hvp):
     # CG on a nearly singular Fisher (damping 1e-5) amplifies the FD products' 1e-11 relative error
     tolerance = 1e-9 if hvp != "finite_difference" else 1e-4
     torch.testing.assert_close(steps[hvp], steps["direct"], rtol=tolerance, atol=tolerance)
+
+
+def _full_step(split, meta):
+    trpo = TRPO(max_kl=0.01, cg_iters=10, cg_damping=1e-5, ls_backtrack_ratio=0.8, ls_max_steps=15)
+    loss, g, hvp = trpo.gradient_and_hvp(split, flatten(meta))
+    return float(loss), trpo.step_direction(g, hvp)
+
+
+@pytest.mark.parametrize("name", ["maml", "metasgd"])
+@pytest.mark.parametrize("scale", [1.0, 8.0, -1.0])  # accepted at once; after rejected trials; never
+def test_a_batched_line_search_accepts_the_sequential_searchs_trial(problem, name, scale):
+    """``TRPO.ls_batch``: trials evaluated k at a time (one vmap pass over the meta-objective, adaptation
+    included) accept the trial the one-at-a-time search accepts, in ⌈(j + 1) / k⌉ passes."""
+    *_, meta, _, split = _split_problem(problem, name)
+    flat = flatten(meta)
+    loss_before, full_step = _full_step(split, meta)
+    results = {}
+    for batch in (1, 2, 3, 15):
+        passes = []
+
+        def counted(x, passes=passes):
+            passes.append(x)
+            return split(x)
+
+        new, stats = backtracking_line_search(counted, flat, scale * full_step, loss_before, max_kl=0.01,
+                                              backtrack_ratio=0.8, max_steps=15, batch=batch)
+        results[batch] = new, stats, len(passes)
+    new, stats, sequential_passes = results[1]
+    if scale == 1.0:
+        assert stats.step_fraction == 1.0
+    elif scale > 1:
+        assert 0 < stats.step_fraction < 1 and stats.kl_after <= 0.01  # earlier trials left the trust region
+    else:
+        assert stats.step_fraction == 0.0 and torch.equal(new, flat)  # an ascent direction: all rejected
+    for batch, (batched, batched_stats, passes) in results.items():
+        assert torch.equal(batched, new) and batched_stats.step_fraction == stats.step_fraction, batch
+        assert batched_stats.loss_after == pytest.approx(stats.loss_after, rel=1e-12, abs=1e-15)
+        assert batched_stats.kl_after == pytest.approx(stats.kl_after, rel=1e-10, abs=1e-15)
+        assert passes == -(-sequential_passes // batch)  # ⌈trials / batch⌉ (15 when none is accepted)
+
+
+def test_trpo_rejects_a_line_search_batch_below_one():
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="TRPO.ls_batch must be a positive integer"):
+            TRPO(max_kl=0.01, cg_iters=10, cg_damping=1e-5, ls_backtrack_ratio=0.8, ls_max_steps=15, ls_batch=bad)
 
 
 def test_trpo_rejects_an_unknown_hvp_method():
