@@ -26,7 +26,7 @@ import dataclasses
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -47,22 +47,30 @@ def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def trpo_phases(trpo: Any, objective: SplitObjective, flat: Tensor) -> tuple[Tensor, dict[str, float]]:
-    """One TRPO step as :meth:`TRPO.step` takes it (one process), timed per phase: (new flat, seconds)."""
+class Step(NamedTuple):
+    """One timed TRPO step: the new flat parameters, the full step and surrogate loss the line
+    search started from, and the seconds of every phase."""
+
+    new: Tensor
+    full_step: Tensor
+    loss: float
+    seconds: dict[str, float]
+
+
+def trpo_phases(trpo: Any, objective: SplitObjective, flat: Tensor) -> Step:
+    """One TRPO step as :meth:`TRPO.step` takes it (one process), timed per phase."""
     (loss, g, hvp), setup = _timed(trpo.gradient_and_hvp, objective, flat)
     full_step, cg = _timed(trpo.step_direction, g, hvp)
     (new, _), search = _timed(backtracking_line_search, objective, flat, full_step, float(loss), max_kl=trpo.max_kl,
                               backtrack_ratio=trpo.ls_backtrack_ratio, max_steps=trpo.ls_max_steps,
                               batch=trpo.ls_batch)
-    return new, {"setup": setup, "cg": cg, "line search": search}
+    return Step(new, full_step, float(loss), {"setup": setup, "cg": cg, "line search": search})
 
 
-def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, batches: Sequence[int],
+def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, step: Step,
                      order: Sequence[int]) -> dict[int, tuple[float, int, float, Tensor]]:
-    """The line search of one TRPO step with every ``TRPO.ls_batch`` in ``batches``, run in
-    ``order``: batch -> (seconds, passes over the objective, trials evaluated, new flat)."""
-    loss, g, hvp = trpo.gradient_and_hvp(objective, flat)
-    full_step = trpo.step_direction(g, hvp)
+    """The line search from ``step``'s full step with every ``TRPO.ls_batch`` in ``order``
+    (run in that order): batch -> (seconds, passes over the objective, trials evaluated, new flat)."""
     rows = {}
     for batch in order:
         passes = []
@@ -71,7 +79,7 @@ def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, batches
             passes.append(x)  # once per pass: a vmap pass calls it once with every trial in it
             return objective(x)
 
-        (new, _), seconds = _timed(backtracking_line_search, counted, flat, full_step, float(loss),
+        (new, _), seconds = _timed(backtracking_line_search, counted, flat, step.full_step, step.loss,
                                    max_kl=trpo.max_kl, backtrack_ratio=trpo.ls_backtrack_ratio,
                                    max_steps=trpo.ls_max_steps, batch=batch)
         rows[batch] = (seconds, len(passes), float(min(len(passes) * batch, trpo.ls_max_steps)), new)
@@ -95,20 +103,22 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
     times: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PHASES} for m in methods}
     steps: dict[str, list[Tensor]] = {m: [] for m in methods}
     searches: dict[int, list[tuple[float, int, float, Tensor]]] = {b: [] for b in ls_batches}
+    searched = trainer.outer_rule.hvp if trainer.outer_rule.hvp in methods else methods[0]
     for index, tasks in enumerate(batches):
         inner, outer = family.objective_parts(trainer, tasks)
         objective = SplitObjective(lambda x, inner=inner: inner(unflatten(x, meta_params)), outer)
         order = list(methods[index % len(methods):]) + list(methods[:index % len(methods)])
+        taken = {}
         for method in order:
             trpo = dataclasses.replace(trainer.outer_rule, hvp=method)
-            new, phases = trpo_phases(trpo, objective, flat)
+            taken[method] = trpo_phases(trpo, objective, flat)
             if index:
-                for phase, seconds in phases.items():
+                for phase, seconds in taken[method].seconds.items():
                     times[method][phase].append(seconds)
-            steps[method].append(new - flat)
-        if index:
+            steps[method].append(taken[method].new - flat)
+        if index:  # the line search from the configured method's step, by trials per pass
             shift = index % len(ls_batches)
-            rows = line_search_rows(trainer.outer_rule, objective, flat, ls_batches,
+            rows = line_search_rows(trainer.outer_rule, objective, flat, taken[searched],
                                     list(ls_batches[shift:]) + list(ls_batches[:shift]))
             for batch, row in rows.items():
                 searches[batch].append(row)
@@ -126,7 +136,7 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
                    for a, b in zip(steps[method], steps[reference]))
         print(f"{method:<18}{cells}{totals[method]:>15.0f}{totals[reference] / totals[method]:>11.2f}x{diff:>20.1e}")
     sequential = ls_batches[0]
-    print(f"line search of the {trainer.outer_rule.hvp} step by trials per pass (TRPO.ls_batch), median ms and "
+    print(f"line search of the {searched} step by trials per pass (TRPO.ls_batch), median ms and "
           f"mean passes / trials evaluated per step")
     print(f"{'ls_batch':<18}{'ms':>15}{'passes':>15}{'trials':>15}{'x ls_batch ' + str(sequential):>16}"
           f"{'same step':>12}")
