@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-from-lock
 
-.PHONY: env repro paper test test-slow lint bench lock clean-env gpu-check
+.PHONY: env repro paper test test-slow lint bench lock clean-env gpu-check rl-device-check
 
 env: $(STAMP)
 
@@ -46,3 +46,11 @@ clean-env:
 # Omniglot 5w1s ms/iteration and the projected 60k-iteration time, NCCL check with >= 2 GPUs.
 gpu-check:
 	python3 tools/gpu_check.py
+
+# On a lent many-core machine (issue 15 item 4): the cheetah's rollout rates over 1, 2 and all cores,
+# maml_cheetah_vel's seconds per meta-iteration with one process per core and the projected 500-iteration
+# time, then a training of RL_MINUTES (default 4) and its meta-test. Outputs in RL_CHECK_OUT.
+RL_CHECK_OUT ?= rl-device-check
+RL_MINUTES ?= 4
+rl-device-check:
+	python3 tools/rl_device_check.py --out $(RL_CHECK_OUT) --train-minutes $(RL_MINUTES)
