@@ -45,10 +45,12 @@ def test_the_rl_device_check_times_trains_and_meta_tests_the_cheetah(tmp_path):
 
 
 def test_the_rl_device_check_refuses_a_used_output_folder(tmp_path, capsys):
-    (tmp_path / "earlier.json").write_text("{}")
-    assert _tool().main(["--tiny", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == f"rl_device_check: error: --out {tmp_path} is not empty"
-    assert [p.name for p in tmp_path.iterdir()] == ["earlier.json"]
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text("{}")
+    for used in (tmp_path, earlier):  # a folder with files in it, or a file
+        assert _tool().main(["--tiny", "--out", str(used)]) == 2
+        assert capsys.readouterr().err.strip() == f"rl_device_check: error: --out {used} is not an empty folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["earlier.json"] and earlier.read_text() == "{}"
 
 
 def test_the_rl_device_check_names_a_missing_package_in_one_line(tmp_path, capsys, monkeypatch):

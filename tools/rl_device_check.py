@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-iterations", type=int, default=3, help="the timed iterations' count (step 3)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes and no rollout bench (any machine)")
     args = parser.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"rl_device_check: error: --out {args.out} is not empty", file=sys.stderr)
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        print(f"rl_device_check: error: --out {args.out} is not an empty folder", file=sys.stderr)
         return 2
     if args.train_minutes <= 0 or args.timing_iterations < 1:
         print("rl_device_check: error: --train-minutes must be > 0 and --timing-iterations >= 1", file=sys.stderr)
