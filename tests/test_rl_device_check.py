@@ -68,3 +68,18 @@ def test_the_rl_device_check_names_a_missing_package_in_one_line(tmp_path, capsy
     assert capsys.readouterr().err.strip() == (
         "rl_device_check: error: the package mujoco is not installed (environment.lock pins it)")
     assert not (tmp_path / "check").exists()
+
+
+def test_a_bad_config_is_one_line_and_a_failing_torchrun_step_names_its_command(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("mujoco")
+    tool = _tool()
+    monkeypatch.setattr(tool, "TINY", [*tool.TINY, "TRPO.ls_batch = 0"])  # a config every process refuses
+    assert tool.main(["--tiny", "--out", str(tmp_path / "first")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"rl_device_check: error: {tool.EXPERIMENT}: TRPO.ls_batch must be a positive integer, got 0"]
+    monkeypatch.setattr(tool, "meta_batch_size", lambda bindings: 2)  # past the check: torchrun meets it
+    assert tool.main(["--tiny", "--out", str(tmp_path / "second")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rl_device_check: error: torch.distributed.run --standalone --nproc_per_node")
+    assert "metalearning train" in err and "TRPO.ls_batch must be a positive integer, got 0" in err
+    assert not any((tmp_path / name / "results.json").exists() for name in ("first", "second"))

@@ -20,7 +20,9 @@ and no rollout bench, on any machine (what the test runs).
 
 Sized for the device tool's lease (one command ≤ 10 minutes, 15 minutes of device time in all):
 the default 4-minute training leaves the rest of one command to the rollout bench, the timing runs
-and the meta-test (none of them measured on 16 cores yet). Its files come back from a flat folder:
+and the meta-test (on the 2-core development host, at the paper's sizes with 2 processes: 9 s,
+174 s at 20.6 s per meta-iteration, and 71 s for 100 tasks; not yet measured on 16 cores). Its
+files come back from a flat folder:
 ``python tools/rl_device_check.py --out /tmp/check && cp /tmp/check/results.json
 /tmp/check/rollouts.txt /tmp/check/model/maml_cheetah_vel/{learning_curve.csv,checkpoint.pt}
 /tmp/check/metrics/maml_cheetah_vel/{metrics.json,curves.json} "$OUT"/``.
@@ -32,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -70,11 +73,11 @@ def torchrun(processes: int, *args: str) -> float:
     """
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
            "-m", "metalearning", *args]
-    print("$", " ".join(cmd[2:]), flush=True)
+    print("$", shlex.join(cmd[2:]), flush=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{shlex.join(cmd[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
@@ -109,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rl_device_check: error: the package {err.name} is not installed (environment.lock pins it)",
               file=sys.stderr)
         return 2
+    from metalearning.config import ConfigError
+
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         return run(args, info)
+    except ConfigError as err:  # the experiment's config with the check's bindings: one line
+        print(f"rl_device_check: error: {err}", file=sys.stderr)
+        return 2
     except RuntimeError as err:  # a torchrun step failed: its command, then its error output's tail
         print(f"rl_device_check: error: {err}", file=sys.stderr)
         return 1
