@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, info: dict) -> int:
         print(done.stdout, flush=True)
         results["rollouts_exit_code"] = done.returncode
 
-    processes = min(results["machine"]["cores"], meta_batch_size(bindings))
+    processes = min(info["cores"], meta_batch_size(bindings))
     runs, timing = args.out / "runs", args.out / "timing"
     short = train(processes, bindings, 2, timing / "short", runs)
     longer = train(processes, bindings, 2 + args.timing_iterations, timing / "long", runs)

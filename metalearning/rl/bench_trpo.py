@@ -67,10 +67,19 @@ def trpo_phases(trpo: Any, objective: SplitObjective, flat: Tensor) -> Step:
     return Step(new, full_step, float(loss), {"setup": setup, "cg": cg, "line search": search})
 
 
+class Search(NamedTuple):
+    """One timed line search: seconds, passes over the objective, trials evaluated, new flat."""
+
+    seconds: float
+    passes: int
+    trials: int
+    new: Tensor
+
+
 def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, step: Step,
-                     order: Sequence[int]) -> dict[int, tuple[float, int, float, Tensor]]:
+                     order: Sequence[int]) -> dict[int, Search]:
     """The line search from ``step``'s full step with every ``TRPO.ls_batch`` in ``order``
-    (run in that order): batch -> (seconds, passes over the objective, trials evaluated, new flat)."""
+    (run in that order), by batch."""
     rows = {}
     for batch in order:
         passes = []
@@ -82,7 +91,7 @@ def line_search_rows(trpo: Any, objective: SplitObjective, flat: Tensor, step: S
         (new, _), seconds = _timed(backtracking_line_search, counted, flat, step.full_step, step.loss,
                                    max_kl=trpo.max_kl, backtrack_ratio=trpo.ls_backtrack_ratio,
                                    max_steps=trpo.ls_max_steps, batch=batch)
-        rows[batch] = (seconds, len(passes), float(min(len(passes) * batch, trpo.ls_max_steps)), new)
+        rows[batch] = Search(seconds, len(passes), min(len(passes) * batch, trpo.ls_max_steps), new)
     return rows
 
 
@@ -102,7 +111,7 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
         rollouts.append(seconds)
     times: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PHASES} for m in methods}
     steps: dict[str, list[Tensor]] = {m: [] for m in methods}
-    searches: dict[int, list[tuple[float, int, float, Tensor]]] = {b: [] for b in ls_batches}
+    searches: dict[int, list[Search]] = {b: [] for b in ls_batches}
     searched = trainer.outer_rule.hvp if trainer.outer_rule.hvp in methods else methods[0]
     for index, tasks in enumerate(batches):
         inner, outer = family.objective_parts(trainer, tasks)
@@ -140,12 +149,12 @@ def bench_experiment(path: Path, methods: Sequence[str], iterations: int, bindin
           f"mean passes / trials evaluated per step")
     print(f"{'ls_batch':<18}{'ms':>15}{'passes':>15}{'trials':>15}{'x ls_batch ' + str(sequential):>16}"
           f"{'same step':>12}")
-    median_ms = {b: 1000 * statistics.median(row[0] for row in searches[b]) for b in ls_batches}
+    median_ms = {b: 1000 * statistics.median(row.seconds for row in searches[b]) for b in ls_batches}
     for batch in ls_batches:
         rows = searches[batch]
-        same = all(torch.equal(row[3], ref[3]) for row, ref in zip(rows, searches[sequential]))
-        print(f"{batch:<18}{median_ms[batch]:>15.0f}{statistics.mean(r[1] for r in rows):>15.1f}"
-              f"{statistics.mean(r[2] for r in rows):>15.1f}{median_ms[sequential] / median_ms[batch]:>15.2f}x"
+        same = all(torch.equal(row.new, ref.new) for row, ref in zip(rows, searches[sequential]))
+        print(f"{batch:<18}{median_ms[batch]:>15.0f}{statistics.mean(r.passes for r in rows):>15.1f}"
+              f"{statistics.mean(r.trials for r in rows):>15.1f}{median_ms[sequential] / median_ms[batch]:>15.2f}x"
               f"{'yes' if same else 'no':>12}")
 
 
